@@ -1,0 +1,2 @@
+"""Inference: ELBO estimators, MCMC kernels and annealed importance sampling."""
+from .util import value_with_surrogate_grad  # noqa: F401

@@ -1,0 +1,2 @@
+"""Ready-made generative models written as Pyro programs."""
+from .vae import VAE  # noqa: F401

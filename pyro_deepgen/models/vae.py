@@ -1,0 +1,138 @@
+"""Variational autoencoder (Kingma & Welling 2014; Rezende et al. 2014) as a Pyro model/guide pair."""
+from typing import Optional, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from pyro.nn.module import to_pyro_module_
+from torch.nn import functional as F
+
+from ..nn import MLP
+from ..nn.mlp import Activation
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def data_plate(x: torch.Tensor, num_data: Optional[int] = None, name: str = "data") -> pyro.plate:
+    """The data plate over the leading dimension of ``x``.
+
+    With ``num_data`` (the full data set size) the plate treats ``x`` as a minibatch and scales
+    every site inside it by ``num_data / len(x)``, as :class:`pyro.plate` does for subsampling.
+    """
+    n = x.shape[0]
+    if num_data is None:
+        return pyro.plate(name, n)
+    if num_data < n:
+        raise ValueError(f"num_data={num_data} is smaller than the batch size {n}")
+    return pyro.plate(name, num_data, subsample=torch.arange(n, device=x.device))
+
+
+class VAE(PyroModule):
+    r"""The lecture's variational autoencoder.
+
+    Generative model and amortized mean-field guide:
+
+    .. math::
+
+        p_\theta(z) = \mathcal N(0, I),\qquad
+        p_\theta(x\mid z) = \mathrm{Bernoulli}(\sigma(f_\theta(z)))
+        \ \text{or}\ \mathcal N(\mu_\theta(z), \mathrm{diag}\,\sigma^2_\theta(z)),
+
+        q_\phi(z\mid x) = \mathcal N(\bar\mu_\phi(x), \mathrm{diag}\,\bar\sigma^2_\phi(x)).
+
+    ``model(x)`` and ``guide(x)`` put one latent ``"z"`` per data point inside
+    ``pyro.plate("data")``, so they work unchanged with :class:`~pyro.infer.Trace_ELBO`,
+    :class:`~pyro.infer.TraceMeanField_ELBO` and every estimator of :mod:`pyro_deepgen.infer`.
+
+    :param int x_dim: data dimension (e.g. 784 for MNIST, 64 for 8x8 digits).
+    :param int z_dim: latent dimension.
+    :param hidden_dims: hidden layer sizes of the encoder; the decoder uses them reversed.
+        Default ``(200, 200)`` as in Burda et al. (2016).
+    :param str likelihood: ``"bernoulli"`` (logits; accepts grey values in [0, 1], i.e. the
+        cross-entropy) or ``"gaussian"`` (learned diagonal covariance).
+    :param activation: hidden activation, default ``"tanh"``.
+    :param float min_scale: lower bound added to every standard deviation, for stability.
+
+    **References**: [1] D. P. Kingma, M. Welling, *Auto-Encoding Variational Bayes*,
+    arXiv:1312.6114. [2] D. J. Rezende, S. Mohamed, D. Wierstra, *Stochastic Backpropagation
+    and Approximate Inference in Deep Generative Models*, arXiv:1401.4082.
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        z_dim: int,
+        hidden_dims: Sequence[int] = (200, 200),
+        likelihood: str = "bernoulli",
+        activation: Activation = "tanh",
+        min_scale: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood={likelihood!r}; use one of {LIKELIHOODS}")
+        if x_dim < 1 or z_dim < 1:
+            raise ValueError(f"x_dim and z_dim must be positive, got {x_dim} and {z_dim}")
+        self.x_dim, self.z_dim, self.likelihood = int(x_dim), int(z_dim), likelihood
+        self.hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.min_scale = float(min_scale)
+        self.encoder = MLP(x_dim, self.hidden_dims, (z_dim, z_dim), activation)
+        out = x_dim if likelihood == "bernoulli" else (x_dim, x_dim)
+        self.decoder = MLP(z_dim, self.hidden_dims[::-1], out, activation)
+        to_pyro_module_(self.encoder)
+        to_pyro_module_(self.decoder)
+
+    # -- networks -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor):
+        """Return the guide's ``(loc, scale)`` for a batch ``x`` of shape ``(..., x_dim)``."""
+        loc, raw = self.encoder(x)
+        return loc, F.softplus(raw) + self.min_scale
+
+    def likelihood_dist(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x | z) with event shape ``(x_dim,)``."""
+        if self.likelihood == "bernoulli":
+            return dist.Bernoulli(logits=self.decoder(z), validate_args=False).to_event(1)
+        loc, raw = self.decoder(z)
+        return dist.Normal(loc, F.softplus(raw) + self.min_scale).to_event(1)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 or x.shape[-1] != self.x_dim:
+            raise ValueError(
+                f"x must have shape (batch, {self.x_dim}); got {tuple(x.shape)}. "
+                "Flatten images with x.reshape(len(x), -1)."
+            )
+
+    # -- Pyro programs --------------------------------------------------------------------
+    def model(self, x: torch.Tensor, num_data: Optional[int] = None) -> None:
+        """p(x, z); ``num_data`` marks ``x`` as a minibatch of a data set of that size."""
+        self._check(x)
+        with data_plate(x, num_data):
+            zero = x.new_zeros(x.shape[0], self.z_dim)
+            z = pyro.sample("z", dist.Normal(zero, 1.0 + zero).to_event(1))
+            pyro.sample("x", self.likelihood_dist(z), obs=x)
+
+    def guide(self, x: torch.Tensor, num_data: Optional[int] = None) -> None:
+        """q(z | x)."""
+        self._check(x)
+        with data_plate(x, num_data):
+            loc, scale = self.encode(x)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # -- utilities ------------------------------------------------------------------------
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the guide's mean: the Bernoulli probabilities or the Gaussian mean."""
+        self._check(x)
+        return self.mean(self.encode(x)[0])
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z]."""
+        fn = self.likelihood_dist(z).base_dist
+        return fn.probs if self.likelihood == "bernoulli" else fn.loc
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = True) -> torch.Tensor:
+        """Draw ``n`` samples from p(x); ``mean=True`` returns E[x | z] for each z ~ p(z)."""
+        p = next(self.parameters())
+        z = torch.randn(n, self.z_dim, device=p.device, dtype=p.dtype)
+        return self.mean(z) if mean else self.likelihood_dist(z).sample()

@@ -1,0 +1,25 @@
+"""Run every script in examples/ with tiny settings; fail if a script is missing from the list."""
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+# One line per example: (script, tiny arguments).
+EXAMPLES = [
+    ("vae.py", ["--epochs", "1", "--eval-samples", "10"]),
+]
+
+
+def test_every_example_is_listed():
+    listed = {name for name, _ in EXAMPLES}
+    present = {p.name for p in EXAMPLES_DIR.glob("*.py")}
+    assert present == listed, f"examples not listed (or listed but missing): {present ^ listed}"
+
+
+@pytest.mark.parametrize("script,args", EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_example_runs(script, args, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [script, *args, "--out", str(tmp_path)])
+    runpy.run_path(str(EXAMPLES_DIR / script), run_name="__main__")
