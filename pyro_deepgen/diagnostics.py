@@ -113,8 +113,8 @@ def importance_ess(log_weights: torch.Tensor) -> torch.Tensor:
     .. math:: \mathrm{ESS}_n = \frac{\left(\sum_s w_{sn}\right)^2}{\sum_s w_{sn}^2},
         \qquad 1 \le \mathrm{ESS}_n \le S,
 
-    computed from the self-normalized weights (no overflow). Equal weights give :math:`S`; one dominant weight
-    gives 1.
+    computed from the self-normalized weights (no overflow). Equal weights give :math:`S`;
+    one dominant weight gives 1.
 
     :param log_weights: ``(S, N)`` log importance weights.
     :returns: ``(N,)`` Tensor.
@@ -184,7 +184,7 @@ def _predictive_samples(model, guide, args, kwargs, num_samples, parallel):
         samples = Predictive(model, guide=guide, num_samples=num_samples, parallel=parallel)(
             *args, **kwargs
         )
-    return {name: value for name, value in samples.items()}
+    return dict(samples)
 
 
 def guide_to_inference_data(
@@ -219,10 +219,11 @@ def predictive_to_inference_data(
     sites go to ``posterior``, fresh draws of the model's observed sites to
     ``posterior_predictive``, and the observed values to ``observed_data``.
     """
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
+    with torch.no_grad():
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
     observed = {
         name: site["value"]
         for name, site in model_trace.nodes.items()
