@@ -42,6 +42,7 @@ with warnings.catch_warnings():
 # PSIS fits a generalized Pareto distribution to the largest min(S / 5, 3 sqrt(S)) weights,
 # and needs at least 5 of them
 PSIS_MIN_SAMPLES = 21
+_PSIS_CHUNK = 1024
 
 Samples = Mapping[str, Union[torch.Tensor, np.ndarray]]
 
@@ -99,12 +100,15 @@ def psis_khat(log_weights: torch.Tensor) -> torch.Tensor:
             f"psis_khat needs at least {PSIS_MIN_SAMPLES} samples per data point (PSIS fits "
             f"the largest min(S/5, 3 sqrt(S)) of them); got S={num_samples}"
         )
-    lw = log_weights.to(torch.float64).cpu().numpy().T  # arviz wants samples on the last axis
-    _, khat = arviz.psislw(lw, reff=1.0)
-    khat = np.asarray(khat, dtype=np.float64)
-    constant = (lw.max(axis=1) == lw.min(axis=1))
-    khat[constant] = -np.inf
-    return torch.as_tensor(khat, dtype=log_weights.dtype, device=log_weights.device)
+    khat = []
+    # in chunks of data points: arviz copies its input twice (float64), bound that memory
+    for chunk in log_weights.split(_PSIS_CHUNK, dim=1):
+        lw = chunk.to(torch.float64).cpu().numpy().T  # arviz wants samples on the last axis
+        _, k = arviz.psislw(lw, reff=1.0)
+        k = np.array(k, dtype=np.float64).reshape(-1)
+        k[lw.max(axis=1) == lw.min(axis=1)] = -np.inf  # constant weights: exact posterior
+        khat.append(torch.as_tensor(k))
+    return torch.cat(khat).to(dtype=log_weights.dtype, device=log_weights.device)
 
 
 def importance_ess(log_weights: torch.Tensor) -> torch.Tensor:

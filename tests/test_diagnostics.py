@@ -85,6 +85,14 @@ def test_khat_recovers_pareto_tail_index(xi):
     assert ((khat - xi).abs() < 4 * sd).all()
 
 
+def test_khat_equals_arviz_across_chunks(monkeypatch):
+    """Data points are passed to arviz in chunks (to bound memory): same values as one call."""
+    monkeypatch.setattr(diagnostics, "_PSIS_CHUNK", 7)
+    lw = _normal_log_weights(D.Normal(0.3, 1.5), num_samples=500, num_data=20)
+    _, expected = arviz.psislw(lw.numpy().T)
+    torch.testing.assert_close(psis_khat(lw), torch.as_tensor(expected), rtol=0, atol=0)
+
+
 def test_khat_keeps_dtype_device_and_allows_zero_weights():
     lw = _normal_log_weights(D.Normal(0.5, 1.0), num_samples=200, num_data=3).float()
     lw[:10, 0] = -math.inf

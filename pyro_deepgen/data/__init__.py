@@ -1,6 +1,8 @@
 """pyro_deepgen.data"""
+from .binarization import BINARIZE_METHODS  # noqa: F401
 from .binarization import binarize  # noqa: F401
 from .binarization import binarize_split  # noqa: F401
+from .binarization import check_binarize  # noqa: F401
 from .binarization import dynamic_binarize  # noqa: F401
 from .digits import load_digits  # noqa: F401
 from .download import DownloadError  # noqa: F401
