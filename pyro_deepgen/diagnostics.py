@@ -9,8 +9,9 @@ r"""Diagnostics of approximate inference, on top of `arviz <https://python.arviz
 - :func:`summary`, :func:`ess`, :func:`rhat`: arviz's rank-normalized effective sample size
   and split :math:`\hat R` of MCMC chains [2].
 
-Supports arviz 0.17 to 0.23 (``setup.cfg`` pins ``arviz<1.0``; arviz 1.0 reorganizes the
-package).
+Uses arviz's 0.x API (``psislw``, ``from_dict``, ``from_pyro``, ``ess``, ``rhat``,
+``summary``); tested with arviz 0.23.4, the version pip picks on Python 3.11. ``setup.cfg``
+pins ``arviz<1.0``: arviz 1.0 (Python >= 3.12) reorganizes the package.
 
 References
 
@@ -98,7 +99,8 @@ def psis_khat(log_weights: torch.Tensor) -> torch.Tensor:
     if num_samples < PSIS_MIN_SAMPLES:
         raise ValueError(
             f"psis_khat needs at least {PSIS_MIN_SAMPLES} samples per data point (PSIS fits "
-            f"the largest min(S/5, 3 sqrt(S)) of them); got S={num_samples}"
+            f"the largest min(S/5, 3 sqrt(S)) of them); got S={num_samples}: draw more "
+            "importance samples (e.g. num_samples >= 21 in log_importance_weights)"
         )
     khat = []
     # in chunks of data points: arviz copies its input twice (float64), bound that memory
