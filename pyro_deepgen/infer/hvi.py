@@ -267,6 +267,13 @@ class TraceHVI_ELBO(ELBO):
             )
             for s in sites
         }
+        for s in sites:
+            if steps[s.name].shape[0] != self.num_steps:
+                raise ValueError(
+                    f"the param store's '{self.name}.{s.name}.step_size' has "
+                    f"{steps[s.name].shape[0]} steps but num_steps={self.num_steps}; give this "
+                    "TraceHVI_ELBO another name=... or clear the param store"
+                )
         log_target, force, us = self._force(model, sites, us, args, kwargs, create_graph)
         for t in range(self.num_steps):
             for s in sites:
