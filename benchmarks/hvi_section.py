@@ -211,7 +211,8 @@ def run(args: Any) -> Dict[str, Any]:
 def main(argv: Sequence[str] = None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
-    parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder of the MNIST IDX files")
+    parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                        help="folder of the MNIST IDX files")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="write the results as JSON here (a file)")

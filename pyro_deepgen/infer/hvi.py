@@ -7,12 +7,12 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask, sum_rightmost
-from pyro.infer.elbo import ELBO
+from pyro.poutine.util import prune_subsample_sites
 from pyro.util import warn_if_nan
 from torch.distributions import biject_to, constraints
 
-from .particles import PARTICLE_PLATE, guess_max_plate_nesting
-from .score_terms import draw_particles
+from .particles import PARTICLE_PLATE
+from .score_terms import ParticleELBO
 
 ReverseModel = Union[str, Callable[..., Tuple[torch.Tensor, torch.Tensor]]]
 REVERSE_MODELS = ("linear", "constant")
@@ -32,7 +32,7 @@ def _site_sum(value: torch.Tensor, site: _Site) -> torch.Tensor:
     return scale_and_mask(value, site.scale, site.mask).sum()
 
 
-class TraceHVI_ELBO(ELBO):
+class TraceHVI_ELBO(ParticleELBO):
     r"""Hamiltonian variational inference: an auxiliary-variable bound with :math:`T` leapfrog
     steps on the model's log joint, started from the guide [1].
 
@@ -157,15 +157,6 @@ class TraceHVI_ELBO(ELBO):
         self.name = name
 
     # -- traces ---------------------------------------------------------------------------
-    def _get_trace(self, model: Callable, guide: Callable, args, kwargs):
-        """Vectorized guide and replayed model traces of ``num_particles`` particles."""
-        if self.max_plate_nesting == float("inf"):
-            with torch.random.fork_rng():  # the guess must not shift the particles' draws
-                self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
-        return draw_particles(
-            model, guide, args, kwargs, self.num_particles, self.max_plate_nesting
-        )
-
     def _latent_sites(self, model_trace: poutine.Trace, guide_trace: poutine.Trace) -> List[_Site]:
         sites = []
         for name, site in model_trace.nodes.items():
@@ -187,7 +178,9 @@ class TraceHVI_ELBO(ELBO):
             for frame in site["cond_indep_stack"]:
                 if frame.vectorized and frame.name == self.plate_name:
                     shape[u.dim() - event_dim + frame.dim] = 1
-            sites.append(_Site(name, transform, event_dim, site["scale"], site["mask"], tuple(shape)))
+            sites.append(
+                _Site(name, transform, event_dim, site["scale"], site["mask"], tuple(shape))
+            )
         return sites
 
     # -- learnable pieces -----------------------------------------------------------------
@@ -212,11 +205,15 @@ class TraceHVI_ELBO(ELBO):
         return weight * u + bias, scale
 
     # -- the bound ------------------------------------------------------------------------
-    def _log_target(self, model, sites: List[_Site], us: Dict, args, kwargs) -> torch.Tensor:
-        r""":math:`\log p(x, T(u)) + \log|\det\partial T(u)|`, summed (site-wise scaled)."""
+    def _log_target(self, model, sites: List[_Site], us: Dict, guide_trace, args, kwargs):
+        r""":math:`\log p(x, T(u)) + \log|\det\partial T(u)|`, summed (site-wise scaled).
+
+        The model is replayed against the (unpruned) guide trace so that subsampled plates
+        keep the minibatch indices the guide drew."""
         values = {s.name: s.transform(us[s.name]) for s in sites}
         plate = pyro.plate(PARTICLE_PLATE, self.num_particles, dim=-self.max_plate_nesting - 1)
-        conditioned = poutine.condition(plate(model), data=values)
+        replayed = poutine.replay(plate(model), trace=guide_trace)
+        conditioned = poutine.condition(replayed, data=values)
         trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
         total = trace.log_prob_sum()
         for s in sites:
@@ -225,18 +222,20 @@ class TraceHVI_ELBO(ELBO):
             total = total + _site_sum(sum_rightmost(ladj, ladj.dim() - batch_dim), s)
         return total
 
-    def _force(self, model, sites, us, args, kwargs, create_graph: bool):
+    def _force(self, model, sites, us, guide_trace, args, kwargs, create_graph: bool):
         """The log target and its gradient w.r.t. each site's u, divided by the site's scale."""
         with torch.enable_grad():
             us = {k: u if u.requires_grad else u.detach().requires_grad_() for k, u in us.items()}
-            log_target = self._log_target(model, sites, us, args, kwargs)
+            log_target = self._log_target(model, sites, us, guide_trace, args, kwargs)
             grads = torch.autograd.grad(
                 log_target, [us[s.name] for s in sites], create_graph=create_graph
             )
         return log_target, {s.name: g / s.scale for s, g in zip(sites, grads)}, us
 
     def _aux_bound(self, model, guide, args, kwargs, create_graph: bool) -> torch.Tensor:
-        model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
+        model_trace, raw_guide_trace = self._get_trace(model, guide, args, kwargs, prune=False)
+        model_trace = prune_subsample_sites(model_trace)
+        guide_trace = prune_subsample_sites(raw_guide_trace)
         log_q = guide_trace.log_prob_sum()
         if self.num_steps == 0:
             return (model_trace.log_prob_sum() - log_q) / self.num_particles
@@ -274,14 +273,18 @@ class TraceHVI_ELBO(ELBO):
                     f"{steps[s.name].shape[0]} steps but num_steps={self.num_steps}; give this "
                     "TraceHVI_ELBO another name=... or clear the param store"
                 )
-        log_target, force, us = self._force(model, sites, us, args, kwargs, create_graph)
+
+        def potential_force(us):
+            return self._force(model, sites, us, raw_guide_trace, args, kwargs, create_graph)
+
+        log_target, force, us = potential_force(us)
         for t in range(self.num_steps):
             for s in sites:
                 eps = steps[s.name][t]
                 v = vs[s.name] + 0.5 * eps * force[s.name]
                 vs[s.name] = v
                 us[s.name] = us[s.name] + eps * v / masses[s.name]
-            log_target, force, us = self._force(model, sites, us, args, kwargs, create_graph)
+            log_target, force, us = potential_force(us)
             for s in sites:
                 vs[s.name] = vs[s.name] + 0.5 * steps[s.name][t] * force[s.name]
         for s in sites:
@@ -302,11 +305,4 @@ class TraceHVI_ELBO(ELBO):
         with torch.enable_grad():
             loss = -self._aux_bound(model, guide, args, kwargs, create_graph=False)
         warn_if_nan(loss, "loss")
-        return loss.item()
-
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """The negative bound; backpropagates it (through the leapfrog trajectory)."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
         return loss.item()

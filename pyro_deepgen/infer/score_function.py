@@ -5,7 +5,7 @@ import pyro
 import torch
 from pyro.util import warn_if_nan
 
-from .score_terms import SiteTerm, SurrogateELBO, check_num_particles
+from .score_terms import SiteTerm, ParticleELBO, check_num_particles
 from .util import value_with_surrogate_grad
 
 CONTROL_VARIATES = ("leave_one_out", "baseline", None)
@@ -18,7 +18,7 @@ _BASELINE_KEYS = (
 )
 
 
-class TraceScoreFunction_ELBO(SurrogateELBO):
+class TraceScoreFunction_ELBO(ParticleELBO):
     r"""The score-function gradient of the ELBO for every guide site, with a control variate.
 
     The objective is the ELBO (the value returned is the usual Monte Carlo estimate, equal to

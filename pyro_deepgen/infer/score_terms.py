@@ -56,12 +56,15 @@ def draw_particles(
     num_particles: int,
     max_plate_nesting: int,
     pathwise: bool = True,
+    prune: bool = True,
 ) -> Tuple[poutine.Trace, poutine.Trace]:
     """Vectorized guide and replayed model traces (``log_prob`` computed at every site).
 
     :param bool pathwise: keep the reparameterization path of reparameterizable guide sites
         (``True``, as :func:`~pyro_deepgen.infer.particles.vectorized_traces`) or detach every
         sampled value so that gradients reach the guide only through its densities (``False``).
+    :param bool prune: drop the plates' subsample sites (keep them to replay the same
+        minibatch indices later).
     """
     plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)
     guide = plate(guide)
@@ -71,8 +74,9 @@ def draw_particles(
     model_trace = poutine.trace(poutine.replay(plate(model), trace=guide_trace)).get_trace(
         *args, **kwargs
     )
-    guide_trace = prune_subsample_sites(guide_trace)
-    model_trace = prune_subsample_sites(model_trace)
+    if prune:
+        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = prune_subsample_sites(model_trace)
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
     return model_trace, guide_trace
@@ -181,20 +185,22 @@ def check_num_particles(num_particles: int, minimum: int, estimator: str, why: s
         )
 
 
-class SurrogateELBO(ELBO):
-    """An :class:`~pyro.infer.elbo.ELBO` whose subclasses write only ``differentiable_loss``
-    (the exact negative objective carrying its estimator's gradient); ``loss`` and
-    ``loss_and_grads`` are built from it. Subclasses set ``self.plate_name``."""
+class ParticleELBO(ELBO):
+    """An :class:`~pyro.infer.elbo.ELBO` with vectorized particles whose subclasses write only
+    ``differentiable_loss`` (the exact negative objective carrying its estimator's gradient);
+    ``loss`` and ``loss_and_grads`` are built from it. Subclasses set ``self.plate_name``."""
 
     plate_name: Optional[str] = "data"
 
-    def _get_trace(self, model: Callable, guide: Callable, args, kwargs, pathwise: bool = True):
+    def _get_trace(
+        self, model: Callable, guide: Callable, args, kwargs, pathwise: bool = True, prune=True
+    ):
         """The vectorized model and guide traces of ``num_particles`` particles."""
         if self.max_plate_nesting == float("inf"):
             with torch.random.fork_rng():  # the guess must not shift the particles' draws
                 self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
         return draw_particles(
-            model, guide, args, kwargs, self.num_particles, self.max_plate_nesting, pathwise
+            model, guide, args, kwargs, self.num_particles, self.max_plate_nesting, pathwise, prune
         )
 
     def _particle_terms(

@@ -5,7 +5,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from pyro.util import warn_if_nan
 
-from .score_terms import ParticleTerms, SurrogateELBO, check_num_particles
+from .score_terms import ParticleTerms, ParticleELBO, check_num_particles
 from .util import value_with_surrogate_grad
 
 
@@ -27,7 +27,7 @@ def leave_one_out_signals(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tens
     return bound, bound.unsqueeze(0) - loo
 
 
-class TraceVIMCO_ELBO(SurrogateELBO):
+class TraceVIMCO_ELBO(ParticleELBO):
     r"""The multi-sample bound :math:`\mathcal L_k` with VIMCO's gradient estimator [1].
 
     **Objective.** For each data point :math:`x_n` of the data plate, with

@@ -170,3 +170,35 @@ def test_bad_input():
         TraceHVI_ELBO(step_size=0.0)
     with pytest.raises(ValueError, match="reverse_model"):
         TraceHVI_ELBO(reverse_model="mlp")
+
+
+def test_subsampling_scales_the_bound_and_replays_the_minibatch():
+    # (a) with num_data = 10 x batch, the force is divided by the scale, so the trajectory is the
+    # same and the bound is exactly 10 x the full-batch bound (same seed, same parameters);
+    # (b) a randomly subsampled plate: the leapfrog's model evaluations replay the guide's
+    # minibatch indices, so with vanishing steps the bound is Trace_ELBO's (same seed)
+    vae = VAE(6, 2, (5,))
+    x = torch.rand(4, 6)
+    hvi = TraceHVI_ELBO(num_steps=2, step_size=0.2)
+    pyro.set_rng_seed(3)
+    full = hvi.loss(vae.model, vae.guide, x)
+    pyro.set_rng_seed(3)
+    scaled = hvi.loss(vae.model, vae.guide, x, 40)
+    assert scaled == pytest.approx(10 * full, rel=1e-5)
+
+    data = torch.randn(20)
+
+    def model():
+        with pyro.plate("data", 20, subsample_size=5) as idx:
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 0.5), obs=data[idx])
+
+    def guide():
+        with pyro.plate("data", 20, subsample_size=5) as idx:
+            pyro.sample("z", dist.Normal(0.8 * data[idx], 0.45))
+
+    pyro.set_rng_seed(4)
+    expected = Trace_ELBO().loss(model, guide)
+    pyro.set_rng_seed(4)
+    actual = TraceHVI_ELBO(num_steps=2, step_size=1e-9, name="sub").loss(model, guide)
+    assert actual == pytest.approx(expected, rel=1e-6)

@@ -58,7 +58,8 @@ def test_k1_value_equals_trace_elbo(num_data):
     pyro.set_rng_seed(3)
     expected = Trace_ELBO().loss(vae.model, vae.guide, x, num_data)
     pyro.set_rng_seed(3)
-    actual = TraceScoreFunction_ELBO(1, control_variate=None).loss(vae.model, vae.guide, x, num_data)
+    elbo = TraceScoreFunction_ELBO(1, control_variate=None)
+    actual = elbo.loss(vae.model, vae.guide, x, num_data)
     assert actual == pytest.approx(expected, rel=1e-6)
 
 
