@@ -170,6 +170,18 @@ def test_bad_input():
         TraceHVI_ELBO(step_size=0.0)
     with pytest.raises(ValueError, match="reverse_model"):
         TraceHVI_ELBO(reverse_model="mlp")
+    lg = LinearGaussian()
+    TraceHVI_ELBO(num_steps=2).loss(lg.model, bad_guide(lg), lg.data(3))
+    with pytest.raises(ValueError, match="has 2 steps but num_steps=3"):
+        TraceHVI_ELBO(num_steps=3).loss(lg.model, bad_guide(lg), lg.data(3))
+
+
+def test_fixed_step_size_and_momentum_are_not_params():
+    lg = LinearGaussian()
+    hvi = TraceHVI_ELBO(num_steps=2, learn_step_size=False, learn_momentum_scale=False,
+                        reverse_model="constant")
+    hvi.loss(lg.model, bad_guide(lg), lg.data(3))
+    assert set(pyro.get_param_store().keys()) == {"hvi.z.reverse_scale", "hvi.z.reverse_bias"}
 
 
 def test_subsampling_scales_the_bound_and_replays_the_minibatch():
