@@ -62,7 +62,7 @@ SETTINGS = (
     ("hvi_eval_particles", 10, 2),
     ("hvi_batch_size", 100, 50),
     ("hvi_lr", 1e-3, 1e-3),
-    ("hvi_param_lr", 1e-2, 3e-2),
+    ("hvi_param_lr", 3e-2, 5e-2),
     ("hvi_step_size", 0.05, 0.05),
 )
 
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hvi-batch-size", type=int, help="minibatch size (100)")
     parser.add_argument("--hvi-lr", type=float, help="Adam learning rate (1e-3)")
     parser.add_argument("--hvi-param-lr", type=float,
-                        help="Adam learning rate of the HVI parameters (1e-2)")
+                        help="Adam learning rate of the HVI parameters (3e-2)")
     parser.add_argument("--hvi-step-size", type=float, help="initial leapfrog step size (0.05)")
 
 
