@@ -214,3 +214,15 @@ def test_subsampling_scales_the_bound_and_replays_the_minibatch():
     pyro.set_rng_seed(4)
     actual = TraceHVI_ELBO(num_steps=2, step_size=1e-9, name="sub").loss(model, guide)
     assert actual == pytest.approx(expected, rel=1e-6)
+
+
+def test_runs_on_device(device):
+    vae = VAE(6, 2, (5,)).to(device)
+    x = torch.rand(4, 6, device=device)
+    loss = TraceHVI_ELBO(num_steps=2, num_particles=3).differentiable_loss(
+        vae.model, vae.guide, x, 40
+    )
+    loss.backward()
+    assert loss.device.type == device.type and torch.isfinite(loss)
+    leaf = pyro.param("hvi.z.step_size").unconstrained()
+    assert leaf.device.type == device.type and leaf.grad is not None

@@ -152,3 +152,16 @@ def test_bad_arguments():
 
     with pytest.raises(ValueError, match="poutine.scale"):
         TraceVIMCO_ELBO(2).loss(scaled_model, bm.guide, bm.data(3))
+
+
+@pytest.mark.parametrize("elbo", ["vimco", "score_function"])
+def test_runs_on_device(device, elbo):
+    from pyro_deepgen.infer import TraceScoreFunction_ELBO
+
+    vae = VAE(6, 2, (5,)).to(device)
+    x = torch.rand(4, 6, device=device)
+    loss_fn = TraceVIMCO_ELBO(3) if elbo == "vimco" else TraceScoreFunction_ELBO(3)
+    loss = loss_fn.differentiable_loss(vae.model, vae.guide, x, 40)
+    loss.backward()
+    assert loss.device.type == device.type and torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.device.type == device.type for p in vae.parameters())
