@@ -50,7 +50,8 @@ class TraceScoreFunction_ELBO(ParticleELBO):
 
     The score is Rao-Blackwellized over the data plate as in Pyro: a latent inside the data
     plate is weighted by its own data point's :math:`f_n` (times the subsampling scale), a latent
-    outside it by the whole :math:`f`. Particles are vectorized in an outermost plate.
+    outside it by the whole :math:`f` (so observed sites outside the data plate must not depend
+    on latents inside it). Particles are vectorized in an outermost plate.
 
     **Control variates** (all keep the estimator unbiased):
 
