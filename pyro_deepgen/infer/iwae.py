@@ -306,7 +306,7 @@ class TraceIWAE_ELBO(ELBO):
                 surrogate = self._bound(w_stl, lumped)
             else:
                 surrogate = self._dreg_surrogate(w, w_stl, lumped, traces)
-        loss = value_with_surrogate_grad(-value, -surrogate)
+        loss = -value if surrogate is value else value_with_surrogate_grad(-value, -surrogate)
         warn_if_nan(loss, "loss")
         return loss
 
