@@ -424,3 +424,25 @@ def test_rescored_guide_replays_random_subsample_and_values():
         pyro.set_rng_seed(3)
         v2 = TraceIWAE_ELBO(4, max_plate_nesting=1).loss(model, guide, data)
         assert v1.item() == pytest.approx(v2, rel=1e-12)
+
+
+def test_dreg_mean_gradient_equals_iwae_with_global_latent():
+    """Lumped bound (global latent theta, N=3 points, K=4): over 200 seeded draws each, the
+    DReG and IWAE mean gradients of every parameter agree within 4 combined standard errors,
+    and DReG's variance is lower for the guide parameters."""
+    x = torch.tensor([0.5, -1.0, 1.5], dtype=f64)
+    names = ("m", "t", "c")
+    stats = {}
+    for seed, estimator in enumerate(("iwae", "dreg")):
+        pyro.set_rng_seed(seed)
+        elbo = TraceIWAE_ELBO(4, estimator, max_plate_nesting=1)
+        draws = torch.stack([
+            torch.stack(list(param_grads(
+                elbo.differentiable_loss(global_model, global_guide, x), names
+            ).values()))
+            for _ in range(200)
+        ])
+        stats[estimator] = draws.mean(0), draws.var(0)
+    (mi, vi), (md, vd) = stats["iwae"], stats["dreg"]
+    assert ((mi - md).abs() < 4 * ((vi + vd) / 200).sqrt()).all(), (mi, md)
+    assert (vd < vi).all()
