@@ -70,8 +70,11 @@ class TraceVIMCO_ELBO(ParticleELBO):
     estimator is the plain score-function gradient of the same bound (learning signal
     :math:`\hat L_n` for every particle), useful for comparisons of variance.
 
-    Pyro's own :class:`~pyro.infer.RenyiELBO` raises ``NotImplementedError`` for
-    non-reparameterizable guide sites, and has no ``differentiable_loss``.
+    Where Pyro falls short (verified with pyro-ppl 1.9.2): :class:`~pyro.infer.RenyiELBO`
+    with ``alpha=0`` gives a non-reparameterizable guide site a score-function term of weight
+    :math:`\alpha/(1-\alpha) = 0`, so its guide parameters silently get a **zero** gradient
+    (it raises ``NotImplementedError`` only for partially reparameterized sites); it also has
+    no ``differentiable_loss``.
 
     :param int num_particles: :math:`k\ge 2`, particles per data point (vectorized).
     :param bool leave_one_out: use VIMCO's control variate (default) or none.
