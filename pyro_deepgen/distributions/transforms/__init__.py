@@ -1,0 +1,20 @@
+"""Normalizing-flow transforms: Pyro's where they serve, plus NICE's coupling and scaling."""
+from .additive_coupling import AdditiveCoupling  # noqa: F401
+from .additive_coupling import ConditionalAdditiveCoupling  # noqa: F401
+from .additive_coupling import additive_coupling  # noqa: F401
+from .additive_coupling import conditional_additive_coupling  # noqa: F401
+from .build import FLOW_KINDS  # noqa: F401
+from .build import build_flow  # noqa: F401
+from .build import condition  # noqa: F401
+from .permutation import Permutation  # noqa: F401
+from .permutation import permutation  # noqa: F401
+from .planar import ConditionalPlanar  # noqa: F401
+from .planar import Planar  # noqa: F401
+from .planar import conditional_planar  # noqa: F401
+from .planar import planar  # noqa: F401
+from .radial import ConditionalRadial  # noqa: F401
+from .radial import Radial  # noqa: F401
+from .radial import conditional_radial  # noqa: F401
+from .radial import radial  # noqa: F401
+from .scaling import Scaling  # noqa: F401
+from .scaling import scaling  # noqa: F401
