@@ -3,15 +3,10 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 from pyro.distributions.conditional import ConditionalTransform
-from pyro.distributions.transforms import (
-    AffineAutoregressive,
-    ConditionalAffineAutoregressive,
-    affine_coupling,
-    conditional_affine_coupling,
-)
-from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
+from pyro.distributions.transforms import affine_coupling, conditional_affine_coupling
 from torch.distributions import Transform
 
+from .affine_autoregressive import affine_autoregressive, conditional_affine_autoregressive
 from .additive_coupling import additive_coupling, conditional_additive_coupling
 from .permutation import permutation
 from .planar import Planar, conditional_planar
@@ -19,15 +14,6 @@ from .radial import Radial, conditional_radial
 from .scaling import Scaling
 
 FLOW_KINDS = ("planar", "radial", "nice", "realnvp", "iaf")
-
-
-def _iaf(dim, context_dim, hidden_dims, kw):
-    kw.setdefault("stable", True)
-    order = torch.arange(dim)  # the ordering is mixed by explicit Permutation layers
-    if context_dim is None:
-        return AffineAutoregressive(AutoRegressiveNN(dim, hidden_dims, permutation=order), **kw)
-    arn = ConditionalAutoRegressiveNN(dim, context_dim, hidden_dims, permutation=order)
-    return ConditionalAffineAutoregressive(arn, **kw)
 
 
 def build_flow(
@@ -58,7 +44,7 @@ def build_flow(
     radial    :class:`~pyro.distributions.transforms.Radial` x K       none (cached only)
     nice      :class:`AdditiveCoupling`, permutation, ..., :class:`Scaling`   one pass
     realnvp   :class:`~pyro.distributions.transforms.AffineCoupling`, permutation, ... one pass
-    iaf       :class:`~pyro.distributions.transforms.AffineAutoregressive` (``stable=True``,
+    iaf       :class:`AffineAutoregressive` (``stable=True``,
               the gated update of IAF), permutation, ...               D passes
     ========= ======================================================= =====================
 
@@ -122,7 +108,10 @@ def build_flow(
         if k > 0:
             layers.append(permutation(dim, mixing))
         if kind == "iaf":
-            layers.append(_iaf(dim, context_dim, hidden_dims, dict(kw)))
+            if context_dim is None:
+                layers.append(affine_autoregressive(dim, hidden_dims, **kw))
+            else:
+                layers.append(conditional_affine_autoregressive(dim, context_dim, hidden_dims, **kw))
         elif kind == "nice":
             if context_dim is None:
                 layers.append(additive_coupling(dim, hidden_dims, **kw))
