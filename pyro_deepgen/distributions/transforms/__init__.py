@@ -24,3 +24,4 @@ from .radial import conditional_radial  # noqa: F401
 from .radial import radial  # noqa: F401
 from .scaling import Scaling  # noqa: F401
 from .scaling import scaling  # noqa: F401
+from .pyro_module import to_pyro_module_  # noqa: F401
