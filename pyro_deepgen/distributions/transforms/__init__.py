@@ -7,6 +7,10 @@ from .affine_autoregressive import AffineAutoregressive  # noqa: F401
 from .affine_autoregressive import ConditionalAffineAutoregressive  # noqa: F401
 from .affine_autoregressive import affine_autoregressive  # noqa: F401
 from .affine_autoregressive import conditional_affine_autoregressive  # noqa: F401
+from .affine_coupling import AffineCoupling  # noqa: F401
+from .affine_coupling import ConditionalAffineCoupling  # noqa: F401
+from .affine_coupling import affine_coupling  # noqa: F401
+from .affine_coupling import conditional_affine_coupling  # noqa: F401
 from .build import FLOW_KINDS  # noqa: F401
 from .build import build_flow  # noqa: F401
 from .build import condition  # noqa: F401

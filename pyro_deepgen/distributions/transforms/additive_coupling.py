@@ -155,7 +155,9 @@ def additive_coupling(
     :param split_dim: coordinates passed through; default ``input_dim // 2``.
     """
     split_dim, hidden_dims = _split_and_hidden(input_dim, hidden_dims, split_dim)
-    return AdditiveCoupling(split_dim, DenseNN(split_dim, hidden_dims, [input_dim - split_dim]))
+    return AdditiveCoupling(split_dim, DenseNN(
+        split_dim, hidden_dims, [input_dim - split_dim], nonlinearity=nn.ReLU()
+    ))
 
 
 def conditional_additive_coupling(
@@ -172,5 +174,7 @@ def conditional_additive_coupling(
     :param split_dim: coordinates passed through; default ``input_dim // 2``.
     """
     split_dim, hidden_dims = _split_and_hidden(input_dim, hidden_dims, split_dim)
-    hypernet = ConditionalDenseNN(split_dim, context_dim, hidden_dims, [input_dim - split_dim])
+    hypernet = ConditionalDenseNN(
+        split_dim, context_dim, hidden_dims, [input_dim - split_dim], nonlinearity=nn.ReLU()
+    )
     return ConditionalAdditiveCoupling(split_dim, hypernet)

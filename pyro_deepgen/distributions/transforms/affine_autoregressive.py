@@ -122,7 +122,10 @@ def affine_autoregressive(
         layers with :class:`~pyro_deepgen.distributions.transforms.Permutation`).
     """
     order = torch.arange(input_dim) if permutation is None else permutation
-    arn = AutoRegressiveNN(input_dim, _hidden(input_dim, hidden_dims), permutation=order)
+    arn = AutoRegressiveNN(
+        input_dim, _hidden(input_dim, hidden_dims), permutation=order,
+        nonlinearity=torch.nn.ReLU(),  # Pyro's default ReLU() instance is shared by all networks
+    )
     return AffineAutoregressive(arn, **kwargs)
 
 
@@ -138,5 +141,7 @@ def conditional_affine_autoregressive(
     :func:`affine_autoregressive`)."""
     order = torch.arange(input_dim) if permutation is None else permutation
     hidden_dims = _hidden(input_dim, hidden_dims)
-    arn = ConditionalAutoRegressiveNN(input_dim, context_dim, hidden_dims, permutation=order)
+    arn = ConditionalAutoRegressiveNN(
+        input_dim, context_dim, hidden_dims, permutation=order, nonlinearity=torch.nn.ReLU()
+    )
     return ConditionalAffineAutoregressive(arn, **kwargs)

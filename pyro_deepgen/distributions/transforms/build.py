@@ -3,11 +3,11 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 from pyro.distributions.conditional import ConditionalTransform
-from pyro.distributions.transforms import affine_coupling, conditional_affine_coupling
 from torch.distributions import Transform
 
 from .affine_autoregressive import affine_autoregressive, conditional_affine_autoregressive
 from .additive_coupling import additive_coupling, conditional_additive_coupling
+from .affine_coupling import affine_coupling, conditional_affine_coupling
 from .permutation import permutation
 from .planar import Planar, conditional_planar
 from .radial import Radial, conditional_radial
