@@ -95,7 +95,7 @@ class ConditionalAdditiveCoupling(ConditionalTransformModule):
 
     >>> from pyro.nn import ConditionalDenseNN
     >>> input_dim, split_dim, context_dim = 4, 2, 3
-    >>> base_dist = dist.Normal(torch.zeros(input_dim), torch.ones(input_dim)).to_event(1)
+    >>> base_dist = dist.Normal(torch.zeros(5, input_dim), 1.0).to_event(1)  # one per context
     >>> hypernet = ConditionalDenseNN(split_dim, context_dim, [16], [input_dim - split_dim])
     >>> transform = ConditionalAdditiveCoupling(split_dim, hypernet)
     >>> h = torch.randn(5, context_dim)

@@ -80,7 +80,7 @@ class ConditionalAffineAutoregressive(_PyroConditionalAffineAutoregressive):
     Example usage:
 
     >>> transform = conditional_affine_autoregressive(4, context_dim=3, hidden_dims=[16])
-    >>> base_dist = dist.Normal(torch.zeros(4), torch.ones(4)).to_event(1)
+    >>> base_dist = dist.Normal(torch.zeros(10, 4), 1.0).to_event(1)  # one per context
     >>> h = torch.randn(10, 3)
     >>> dist.TransformedDistribution(base_dist, [transform.condition(h)]).rsample().shape
     torch.Size([10, 4])

@@ -25,8 +25,10 @@ def affine_coupling(
     :func:`~pyro.nn.module.to_pyro_module_` naming once a flow is attached to a guide that has
     already run).
 
-    :param hidden_dims: default ``[10 * input_dim]``; :param split_dim: default ``input_dim // 2``;
-    ``kwargs`` go to ``AffineCoupling`` (``log_scale_min_clip``, ``log_scale_max_clip``).
+    :param int input_dim: dimension :math:`D` of the input.
+    :param hidden_dims: hidden sizes of the network; default ``[10 * input_dim]``.
+    :param split_dim: coordinates passed through; default ``input_dim // 2``.
+    :param kwargs: for ``AffineCoupling`` (``log_scale_min_clip``, ``log_scale_max_clip``).
 
     **References**: [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using
     Real NVP*, arXiv:1605.08803.

@@ -37,20 +37,34 @@ def build_flow(
     Use it as ``dist.TransformedDistribution(base, list(flow))``, or, with a context,
     ``dist.TransformedDistribution(base, condition(flow, h))`` (see :func:`condition`).
 
-    ========= ======================================================= =====================
-    kind      layers                                                   inverse
-    ========= ======================================================= =====================
-    planar    :class:`~pyro.distributions.transforms.Planar` x K       none (cached only)
-    radial    :class:`~pyro.distributions.transforms.Radial` x K       none (cached only)
-    nice      :class:`AdditiveCoupling`, permutation, ..., :class:`Scaling`   one pass
-    realnvp   :class:`~pyro.distributions.transforms.AffineCoupling`, permutation, ... one pass
-    iaf       :class:`AffineAutoregressive` (``stable=True``,
-              the gated update of IAF), permutation, ...               D passes
-    ========= ======================================================= =====================
+    Layers and the cost of scoring an arbitrary value (sampling is one pass for all):
+
+    - ``planar``: :class:`Planar` x K, :math:`O(D)` each; the inverse is a scalar root find.
+    - ``radial``: :class:`Radial` x K, :math:`O(D)` each; closed-form inverse.
+    - ``nice``: :class:`AdditiveCoupling` layers (volume preserving) and a final
+      :class:`Scaling`; inverse in one pass.
+    - ``realnvp``: :class:`AffineCoupling` layers; inverse in one pass.
+    - ``iaf``: :class:`AffineAutoregressive` layers with ``stable=True`` (the gated update of
+      the IAF paper) on MADE networks; inverse in :math:`D` passes.
 
     A :class:`Permutation` (reversal by default) sits between consecutive coupling or
     autoregressive layers so that every coordinate is transformed and depends on every other.
     ``depth=0`` gives an empty list (the identity: the base distribution itself).
+
+    Example usage:
+
+    >>> flow = build_flow("iaf", dim=4, depth=3, hidden_dims=[16])
+    >>> [type(t).__name__ for t in flow]  # doctest: +NORMALIZE_WHITESPACE
+    ['AffineAutoregressive', 'Permutation', 'AffineAutoregressive', 'Permutation',
+     'AffineAutoregressive']
+    >>> q = dist.TransformedDistribution(dist.Normal(torch.zeros(4), 1.0).to_event(1), list(flow))
+    >>> q.log_prob(q.sample((5,))).shape
+    torch.Size([5])
+    >>> cflow = build_flow("planar", dim=4, depth=2, context_dim=3)
+    >>> h = torch.randn(5, 3)  # one context per data point
+    >>> base = dist.Normal(torch.zeros(5, 4), 1.0).to_event(1)
+    >>> dist.TransformedDistribution(base, condition(cflow, h)).rsample().shape
+    torch.Size([5, 4])
 
     :param str kind: one of ``"planar"``, ``"radial"``, ``"nice"``, ``"realnvp"``, ``"iaf"``.
     :param int dim: event dimension :math:`D` (at least 2 for the coupling and

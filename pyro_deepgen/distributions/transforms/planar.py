@@ -94,7 +94,7 @@ class ConditionalPlanar(_PyroConditionalPlanar):
     Example usage:
 
     >>> transform = conditional_planar(3, context_dim=5)
-    >>> base_dist = dist.Normal(torch.zeros(3), torch.ones(3)).to_event(1)
+    >>> base_dist = dist.Normal(torch.zeros(10, 3), 1.0).to_event(1)  # one per context
     >>> h = torch.randn(10, 5)
     >>> flow_dist = dist.TransformedDistribution(base_dist, [transform.condition(h)])
     >>> flow_dist.rsample().shape

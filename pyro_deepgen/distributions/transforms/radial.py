@@ -81,7 +81,7 @@ class ConditionalRadial(_PyroConditionalRadial):
     Example usage:
 
     >>> transform = conditional_radial(3, context_dim=5)
-    >>> base_dist = dist.Normal(torch.zeros(3), torch.ones(3)).to_event(1)
+    >>> base_dist = dist.Normal(torch.zeros(10, 3), 1.0).to_event(1)  # one per context
     >>> h = torch.randn(10, 5)
     >>> flow_dist = dist.TransformedDistribution(base_dist, [transform.condition(h)])
     >>> flow_dist.rsample().shape
