@@ -166,7 +166,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="alpha"):
         FlowDensity(2, levels=4, alpha=0.5)
     density = FlowDensity(2)
-    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
         density.model(torch.zeros(5, 3))
     with pytest.raises(ValueError, match="needs levels"):
         density.dequantize(torch.zeros(5, 2))
