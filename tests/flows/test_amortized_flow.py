@@ -160,3 +160,50 @@ def test_works_with_package_estimators(kind):
         for name, p in guide.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), (loss, name)
             assert p.grad.abs().sum() > 0, (loss, name)
+
+
+@pytest.mark.parametrize("kind", ["planar", "iaf"])
+def test_flow_guide_beats_best_diagonal_guide(kind):
+    """Linear-Gaussian model with a strongly correlated posterior (correlation -0.92), where
+    log p(x) is exact and the best diagonal Gaussian guide has KL(q||p) = 0.5 (sum_i log
+    Lambda_ii - log det Lambda) = 0.92 nats per point (Lambda: posterior precision). Seeded:
+    150 Adam steps (8 particles) on 16 points; the fitted flow guide's KL, estimated as
+    log p(x) - ELBO with 2000 particles, is below half of that (observed 0.08 planar, 0.05 iaf)
+    and not below -0.05 (an ELBO above log p(x) would mean a wrong log_prob)."""
+    torch.manual_seed(0)
+    W = torch.tensor([[1.0, 0.8], [1.0, 1.2], [0.6, 0.5], [1.0, 1.0]])
+    noise, n = 0.5, 16
+    x = torch.randn(n, 2) @ W.T + noise * torch.randn(n, 4)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], 2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ W.T, noise).to_event(1), obs=x)
+
+    log_px = dist.MultivariateNormal(torch.zeros(4), W @ W.T + noise**2 * torch.eye(4))
+    log_px = log_px.log_prob(x).mean()
+    precision = torch.eye(2) + W.T @ W / noise**2
+    kl_diagonal = 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision))
+    assert 0.9 < kl_diagonal < 0.95
+
+    guide = AmortizedFlowGuide(4, 2, flow=kind, depth=2, hidden_dims=(16,))
+    elbo = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
+    svi = pyro.infer.SVI(model, guide, pyro.optim.ClippedAdam({"lr": 0.02, "lrd": 0.995}), elbo)
+    for _ in range(150):
+        svi.step(x)
+    with torch.no_grad():
+        big = Trace_ELBO(num_particles=2000, vectorize_particles=True, max_plate_nesting=1)
+        kl = log_px + big.loss(model, guide, x) / n
+    assert -0.05 < kl < 0.5 * kl_diagonal, kl
+
+
+@pytest.mark.parametrize("kind", FLOW_KINDS)
+def test_guide_follows_device_and_dtype(kind, device):
+    guide = AmortizedFlowGuide(X_DIM, Z_DIM, flow=kind, depth=2, hidden_dims=(8,))
+    guide = guide.to(device=device, dtype=torch.float64)
+    x = torch.rand(5, X_DIM, device=device, dtype=torch.float64)
+    site = poutine.trace(guide).get_trace(x).nodes["z"]
+    lp = site["fn"].log_prob(site["value"].clone())  # a fresh value: scored through the inverse
+    for t in (site["value"], lp):
+        assert t.device.type == device.type and t.dtype == torch.float64
+    assert torch.isfinite(lp).all()
