@@ -130,7 +130,10 @@ class AmortizedFlowGuide(PyroModule):
         with data_plate(x, num_data):
             pyro.sample(self.site, self.posterior(x))
 
-    guide = forward
+    def guide(self, x: torch.Tensor, num_data: Optional[int] = None) -> None:
+        """Same as calling the module, ``guide(x, num_data)`` (through ``__call__``, so that every
+        parameter access is a ``pyro.param`` statement), for symmetry with ``VAE.guide``."""
+        return self(x, num_data)
 
     def extra_repr(self) -> str:
         return f"flow={self.flow_kind!r}, depth={self.depth}, site={self.site!r}"

@@ -69,6 +69,8 @@ def test_every_parameter_is_a_pyro_param(kind):
     tr = poutine.trace(guide).get_trace(x)
     params = {name: s["value"] for name, s in tr.nodes.items() if s["type"] == "param"}
     assert set(params) == {f"guide.{name}" for name, _ in guide.named_parameters()}
+    via_method = poutine.trace(guide.guide).get_trace(x).nodes
+    assert {name for name, s in via_method.items() if s["type"] == "param"} == set(params)
     leaves = [getattr(v, "unconstrained", lambda: v)() for v in params.values()]
     assert {id(p) for p in leaves} == {id(p) for p in guide.parameters()}
     z = tr.nodes["z"]["value"].detach().clone().requires_grad_()
