@@ -4,6 +4,7 @@ Deterministic checks (no Monte Carlo): log|det J| against ``torch.autograd.funct
 the inverse round trip, shapes with batch shapes, gradients, state-dict round trip, device and
 dtype, repr; plus the invertibility constraints of planar and radial after large updates.
 """
+import copy
 import io
 
 import pyro.distributions as dist
@@ -114,6 +115,11 @@ def test_flow_properties(kind, context_dim, device):
         y1, y2 = t1(x), t2(x)
         assert torch.equal(y1, y2)
         assert torch.equal(t1.log_abs_det_jacobian(x, y1), t2.log_abs_det_jacobian(x, y2))
+
+    # deepcopy after use (caches hold non-leaf tensors) gives the same outputs
+    twin = copy.deepcopy(flow)
+    with torch.no_grad():
+        assert torch.equal(transform_of(twin, h)(x), transform_of(flow, h)(x))
 
     # repr names the layers
     text = repr(flow)

@@ -9,8 +9,10 @@ from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from pyro.nn import ConditionalDenseNN, DenseNN
 
+from .pyro_module import DropCacheOnPickle
 
-class AdditiveCoupling(TransformModule):
+
+class AdditiveCoupling(DropCacheOnPickle, TransformModule):
     r"""The additive coupling layer of NICE,
 
         :math:`\mathbf{y}_{1:d} = \mathbf{x}_{1:d},\qquad

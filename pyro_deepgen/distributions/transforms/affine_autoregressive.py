@@ -10,8 +10,10 @@ from pyro.distributions.transforms import (
 from pyro.distributions.transforms.utils import clamp_preserve_gradients
 from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 
+from .pyro_module import DropCacheOnPickle
 
-class AffineAutoregressive(_PyroAffineAutoregressive):
+
+class AffineAutoregressive(DropCacheOnPickle, _PyroAffineAutoregressive):
     r"""Pyro's :class:`~pyro.distributions.transforms.AffineAutoregressive` (IAF) whose inverse
     follows the input's dtype.
 

@@ -3,10 +3,21 @@ activation module."""
 from typing import Optional, Sequence
 
 import torch
-from pyro.distributions.transforms import AffineCoupling, ConditionalAffineCoupling  # noqa: F401
+from pyro.distributions.transforms import AffineCoupling as _PyroAffineCoupling
+from pyro.distributions.transforms import ConditionalAffineCoupling
 from pyro.nn import ConditionalDenseNN, DenseNN
 
 from .additive_coupling import _split_and_hidden
+from .pyro_module import DropCacheOnPickle
+
+
+class AffineCoupling(DropCacheOnPickle, _PyroAffineCoupling):
+    r"""Pyro's :class:`~pyro.distributions.transforms.AffineCoupling` (RealNVP), which can be
+    deep-copied and pickled after use (its cached values are dropped).
+
+    **References**: [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using
+    Real NVP*, arXiv:1605.08803.
+    """
 
 
 def affine_coupling(

@@ -3,11 +3,13 @@ from typing import Optional
 
 import torch
 from torch import nn
+
+from .pyro_module import DropCacheOnPickle
 from pyro.distributions import constraints
 from pyro.distributions.torch_transform import TransformModule
 
 
-class Permutation(TransformModule):
+class Permutation(DropCacheOnPickle, TransformModule):
     r"""A fixed reordering of the last dimension, :math:`\mathbf{y} = \mathbf{x}_{\pi}`.
 
     Used between coupling and autoregressive layers so that every coordinate is transformed

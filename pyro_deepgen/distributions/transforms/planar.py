@@ -8,11 +8,12 @@ from pyro.distributions.transforms import ConditionalPlanar as _PyroConditionalP
 from pyro.distributions.transforms.planar import ConditionedPlanar as _PyroConditionedPlanar
 
 from ...nn import MLP
+from .pyro_module import DropCacheOnPickle
 
 BISECTION_STEPS = 64
 
 
-class ConditionedPlanar(_PyroConditionedPlanar):
+class ConditionedPlanar(DropCacheOnPickle, _PyroConditionedPlanar):
     r"""Pyro's :class:`~pyro.distributions.transforms.planar.ConditionedPlanar` with an inverse.
 
     Pyro's planar transform can only score the value it has just sampled (its ``_inverse``

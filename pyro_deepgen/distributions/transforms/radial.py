@@ -9,9 +9,10 @@ from pyro.distributions.transforms.radial import ConditionedRadial as _PyroCondi
 from torch.nn import functional as F
 
 from ...nn import MLP
+from .pyro_module import DropCacheOnPickle
 
 
-class ConditionedRadial(_PyroConditionedRadial):
+class ConditionedRadial(DropCacheOnPickle, _PyroConditionedRadial):
     r"""Pyro's :class:`~pyro.distributions.transforms.radial.ConditionedRadial` with an inverse.
 
     Pyro's radial transform can only score the value it has just sampled (its ``_inverse``

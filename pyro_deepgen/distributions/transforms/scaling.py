@@ -4,8 +4,10 @@ from pyro.distributions import constraints
 from pyro.distributions.torch_transform import TransformModule
 from torch import nn
 
+from .pyro_module import DropCacheOnPickle
 
-class Scaling(TransformModule):
+
+class Scaling(DropCacheOnPickle, TransformModule):
     r"""The diagonal scaling layer of NICE,
 
         :math:`\mathbf{y} = \exp(\mathbf{s})\odot\mathbf{x}`, with
