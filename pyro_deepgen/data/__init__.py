@@ -13,3 +13,7 @@ from .mnist import load_mnist  # noqa: F401
 from .split import holdout_indices  # noqa: F401
 from .train_test import TrainTestData  # noqa: F401
 from .train_test import load_train_test  # noqa: F401
+from .toy import ENERGIES  # noqa: F401
+from .toy import EnergyModel  # noqa: F401
+from .toy import TOY_DATASETS  # noqa: F401
+from .toy import log_partition_grid  # noqa: F401
