@@ -23,7 +23,9 @@ class GradientStats(NamedTuple):
     num_draws: int
 
 
-def _trace_params(elbo: ELBO, model: Callable, guide: Callable, args, kwargs) -> Dict[str, torch.Tensor]:
+def _trace_params(
+    elbo: ELBO, model: Callable, guide: Callable, args, kwargs
+) -> Dict[str, torch.Tensor]:
     """The unconstrained leaf tensors of every ``pyro.param`` that one loss evaluation touches."""
     with poutine.trace(param_only=True) as tr:
         elbo.loss(model, guide, *args, **kwargs)
@@ -73,7 +75,9 @@ def gradient_variance(
     Estimators for Monte Carlo Objectives*, arXiv:1810.04152.
     """
     if not isinstance(num_draws, int) or num_draws < 2:
-        raise ValueError(f"num_draws must be an integer >= 2 (a variance needs two draws), got {num_draws!r}")
+        raise ValueError(
+            f"num_draws must be an integer >= 2 (a variance needs two draws), got {num_draws!r}"
+        )
     if not hasattr(elbo, "differentiable_loss"):
         raise TypeError(f"elbo must provide differentiable_loss; got {type(elbo).__name__}")
     if params is None or not isinstance(params, Mapping):
@@ -82,7 +86,9 @@ def gradient_variance(
             names = list(params)
             missing = [n for n in names if n not in found]
             if missing:
-                raise ValueError(f"params {missing} are not touched by the loss; known: {sorted(found)}")
+                raise ValueError(
+                    f"params {missing} are not touched by the loss; known: {sorted(found)}"
+                )
             found = {n: found[n] for n in names}
         params = found
     if not params:

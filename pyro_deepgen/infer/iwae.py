@@ -70,7 +70,7 @@ class TraceIWAE_ELBO(ELBO):
                 + s\sum_{n=1}^B \log\frac1J\sum_{j=1}^J e^{w_{nkj}}\Big).
 
       Since :math:`\frac1J\sum_j e^{w_{nkj}}` is an unbiased estimate of
-      :math:`p(x_n\mid\theta_k)/1` and the product over :math:`n` of independent unbiased
+      :math:`p(x_n\mid\theta_k)` and the product over :math:`n` of independent unbiased
       estimates is unbiased, :math:`\mathcal L_{K,J}\le\log p(x)` by Jensen's inequality
       (for :math:`s=1`). It reduces to the lumped bound at :math:`J=1` and is much tighter
       for large :math:`N`. Cost: :math:`K J` local draws per data point. Every site outside
@@ -145,7 +145,8 @@ class TraceIWAE_ELBO(ELBO):
         max_plate_nesting: float = float("inf"),
         plate_name: str = "data",
     ) -> None:
-        if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
+        bad = isinstance(num_particles, bool) or not isinstance(num_particles, int)
+        if bad or num_particles < 1:
             raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator={estimator!r} is not known; use one of {ESTIMATORS}")
@@ -242,7 +243,9 @@ class TraceIWAE_ELBO(ELBO):
         scale = 1.0 if lumped else w.data.size / w.data.subsample_size
         return scale * (signal * log_q).sum()
 
-    def _dreg_surrogate(self, w: LogWeights, w_stl: LogWeights, lumped: bool, traces) -> torch.Tensor:
+    def _dreg_surrogate(
+        self, w: LogWeights, w_stl: LogWeights, lumped: bool, traces
+    ) -> torch.Tensor:
         r"""Surrogate :math:`\sum_k \bot(\tilde w_k)\, w_k^{\mathrm{STL}}` with the gradient of
         every latent value scaled by :math:`\tilde w_k` on its way back, so that the inference
         network gets :math:`\tilde w_k^2` and the model :math:`\tilde w_k`."""
@@ -267,7 +270,9 @@ class TraceIWAE_ELBO(ELBO):
             surrogate = scale * surrogate.sum() + g.mean()
         return surrogate
 
-    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args, **kwargs
+    ) -> torch.Tensor:
         """The negative bound (see the class docstring) as a scalar tensor whose gradient is the
         chosen estimator's; use it with :class:`~pyro.infer.ELBOModule` (``elbo(model, guide)``)
         or any PyTorch optimizer."""

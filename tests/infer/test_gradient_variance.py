@@ -87,7 +87,9 @@ def test_explicit_params_mapping_and_errors():
     stats = gradient_variance(Trace_ELBO(), model, guide, num_draws=3)
     leaf = pyro.param("m").unconstrained()
     unused = torch.zeros(2, requires_grad=True)
-    stats = gradient_variance(Trace_ELBO(), model, guide, num_draws=3, params={"m": leaf, "u": unused})
+    stats = gradient_variance(
+        Trace_ELBO(), model, guide, num_draws=3, params={"m": leaf, "u": unused}
+    )
     assert torch.equal(stats["u"].variance, torch.zeros(2))
     assert math.isnan(stats["u"].snr_mean)
     with pytest.raises(ValueError, match="num_draws must be an integer >= 2"):
