@@ -171,3 +171,19 @@ def test_bad_input():
     with pytest.raises(ValueError, match="needs levels"):
         density.dequantize(torch.zeros(5, 2))
     assert isinstance(density.distribution(), dist.TransformedDistribution)
+
+
+def test_maximum_likelihood_on_dequantized_digits():
+    """8x8 digits (17 levels): one epoch (15 steps) of RealNVP (depth 2) with the package's loop
+    lowers the held-out bits/dim (dequantization bound, 4 noise draws) by more than 0.2
+    (seeded)."""
+    from pyro_deepgen.data import load_digits
+
+    x, _ = load_digits()
+    x_train, x_val = x[:1500], x[1500:]
+    density = FlowDensity(64, "realnvp", depth=2, hidden_dims=(32,), levels=17)
+    before = bits_per_dim(density.log_likelihood(x_val, num_samples=4), 64).mean().item()
+    fit(density.model, density.guide, x_train, loss=Trace_ELBO(), lr=1e-2, epochs=1,
+        batch_size=100, progress=False)
+    after = bits_per_dim(density.log_likelihood(x_val, num_samples=4), 64).mean().item()
+    assert after < before - 0.2
