@@ -90,7 +90,8 @@ class TraceIWAE_ELBO(ELBO):
       leave-one-out baseline :math:`\mathcal L_K^{(-k)} = \log\frac{1}{K-1}\sum_{j\ne k}
       e^{w_j}` (independent of :math:`z_k`, so the estimator stays unbiased; no baseline at
       :math:`K=1`). Per data point in the default case; per particle in the lumped one. Pyro's
-      ``RenyiELBO`` raises ``NotImplementedError`` here. For discrete latents prefer
+      ``RenyiELBO(alpha=0)`` silently gives these sites a zero gradient (its score term is
+      multiplied by ``alpha``; checked with Pyro 1.9.2). For discrete latents prefer
       :class:`~pyro_deepgen.infer.TraceVIMCO_ELBO`, whose control variates are better.
     * ``"stl"`` (sticking the landing [2]): :math:`\log q` is evaluated with the guide's
       parameters stopped, so the inference network gets the path derivative only,

@@ -9,7 +9,7 @@ import pytest
 
 from pyro_deepgen.cli import main
 
-TINY = ["--epochs", "2", "--hidden", "16", "--eval-samples", "20", "--no-progress"]
+TINY = ["--epochs", "2", "--hidden", "16", "--eval-samples", "25", "--no-progress"]
 
 
 def test_vae_cli_writes_report_and_figures(tmp_path):
