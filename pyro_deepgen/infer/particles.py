@@ -11,6 +11,7 @@ from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tup
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
@@ -117,6 +118,21 @@ def _frozen_params(trace: poutine.Trace) -> Iterator[None]:
             leaf.requires_grad_(True)
 
 
+def _compute_log_prob(trace: poutine.Trace) -> None:
+    """``trace.compute_log_prob()`` without the per-site ``log_prob_sum`` and NaN/Inf checks
+    (each a device sync; the estimators check their final loss instead). Errors are re-raised
+    by Pyro's version, which names the site and prints the shapes."""
+    try:
+        for site in trace.nodes.values():
+            if site["type"] == "sample" and "log_prob" not in site:
+                lp = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+                site["unscaled_log_prob"] = lp
+                site["log_prob"] = scale_and_mask(lp, site["scale"], site["mask"])
+    except ValueError:
+        trace.compute_log_prob()
+        raise
+
+
 class ParticleTraces(NamedTuple):
     model: poutine.Trace
     guide: poutine.Trace
@@ -185,11 +201,11 @@ def particle_traces(
                 *args, **kwargs
             )
         rescored = prune_subsample_sites(rescored)
-        rescored.compute_log_prob()
+        _compute_log_prob(rescored)
     guide_trace = prune_subsample_sites(guide_trace)
     model_trace = prune_subsample_sites(model_trace)
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
+    _compute_log_prob(guide_trace)
+    _compute_log_prob(model_trace)
     return ParticleTraces(model_trace, guide_trace, rescored, holders)
 
 

@@ -446,3 +446,20 @@ def test_dreg_mean_gradient_equals_iwae_with_global_latent():
     (mi, vi), (md, vd) = stats["iwae"], stats["dreg"]
     assert ((mi - md).abs() < 4 * ((vi + vd) / 200).sqrt()).all(), (mi, md)
     assert (vd < vi).all()
+
+
+@pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
+def test_runs_on_device(device, estimator):
+    """Every tensor the estimator makes lives on the data's device (CUDA with --device cuda)."""
+    vae = VAE(6, 2, hidden_dims=(5,)).to(device)
+    x = torch.rand(4, 6, device=device)
+    loss = TraceIWAE_ELBO(3, estimator).differentiable_loss(vae.model, vae.guide, x)
+    loss.backward()
+    assert loss.device.type == device.type and torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.device.type == device.type for p in vae.parameters())
+    guide = make_gauss_guide(NonreparameterizedNormal)
+    xs = torch.linspace(-1, 1, 5, dtype=f64, device=device)
+    pyro.clear_param_store()
+    with torch.device(device):
+        loss = TraceIWAE_ELBO(3).differentiable_loss(gauss_model, guide, xs)
+    assert torch.isfinite(loss)
