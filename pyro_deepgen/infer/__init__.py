@@ -1,2 +1,9 @@
 """Inference: ELBO estimators, MCMC kernels and annealed importance sampling."""
 from .util import value_with_surrogate_grad  # noqa: F401
+from .wake_sleep import ReweightedWakeSleep, WakeSleep  # noqa: F401
+from .ais import annealed_importance_sampling  # noqa: F401
+from .ais import ais_log_partition  # noqa: F401
+from .ais import base_rate_logits  # noqa: F401
+from .ais import default_ais_schedule  # noqa: F401
+from .ais import log_mean_exp_with_stderr  # noqa: F401
+from .ais import mean_log_likelihood  # noqa: F401

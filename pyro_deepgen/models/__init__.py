@@ -1,2 +1,4 @@
 """Ready-made generative models written as Pyro programs."""
 from .vae import VAE  # noqa: F401
+from .helmholtz import HelmholtzMachine  # noqa: F401
+from .rbm import RBM  # noqa: F401
