@@ -8,24 +8,8 @@ from pyro.nn import PyroModule, PyroParam
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from .rbm import MAX_ENUMERATED_UNITS, binary_states
 from .vae import data_plate
-
-#: Exact enumeration of the hidden layers is refused beyond this many hidden units in total.
-MAX_ENUMERATED_UNITS = 20
-
-
-def binary_configurations(n: int, like: torch.Tensor) -> torch.Tensor:
-    """All ``2**n`` binary vectors of length ``n`` as a ``(2**n, n)`` tensor like ``like``."""
-    if n > MAX_ENUMERATED_UNITS:
-        raise ValueError(
-            f"refusing to enumerate 2**{n} configurations; exact computations need at most "
-            f"{MAX_ENUMERATED_UNITS} units"
-        )
-    bits = torch.arange(2**n, device=like.device).unsqueeze(-1) >> torch.arange(
-        n - 1, -1, -1, device=like.device
-    )
-    return (bits & 1).to(like.dtype)
-
 
 class HelmholtzMachine(PyroModule):
     r"""A sigmoid belief net :math:`p_\theta` with a recognition network :math:`q_\phi`.
@@ -120,11 +104,18 @@ class HelmholtzMachine(PyroModule):
     def log_prob_exact(self, x: torch.Tensor) -> torch.Tensor:
         r"""Exact :math:`\log p(x)` per row of ``x`` by enumerating every hidden layer.
 
-        Needs at most :data:`MAX_ENUMERATED_UNITS` hidden units in total; for tests and tiny
+        Needs at most 20 hidden units in total; for tests and tiny
         models.
         """
         self._check(x)
-        configs = binary_configurations(sum(self.hidden_dims), x)  # (C, sum H)
+        total = sum(self.hidden_dims)
+        if total > MAX_ENUMERATED_UNITS:
+            raise ValueError(
+                f"log_prob_exact enumerates 2**{total} hidden states; at most "
+                f"{MAX_ENUMERATED_UNITS} hidden units in total. Use "
+                "pyro_deepgen.evaluate.log_likelihood(hm.model, hm.guide, x) instead."
+            )
+        configs = binary_states(total, device=x.device, dtype=x.dtype)  # (C, total)
         layers = configs.split(self.hidden_dims, dim=-1)
         log_joint = self._bernoulli(self.prior_logits).log_prob(layers[-1])  # (C,)
         for layer in range(self.num_layers - 1, 0, -1):
