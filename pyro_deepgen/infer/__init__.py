@@ -7,3 +7,8 @@ from .ais import base_rate_logits  # noqa: F401
 from .ais import default_ais_schedule  # noqa: F401
 from .ais import log_mean_exp_with_stderr  # noqa: F401
 from .ais import mean_log_likelihood  # noqa: F401
+from .block_gibbs import BlockGibbs  # noqa: F401
+from .block_gibbs import fantasy_particles  # noqa: F401
+from .contrastive_divergence import ContrastiveDivergence  # noqa: F401
+from .contrastive_divergence import pseudo_log_likelihood  # noqa: F401
+from .contrastive_divergence import reconstruction_error  # noqa: F401

@@ -14,12 +14,13 @@ whose mean is :math:`Z_K / Z_0`. Every run is a row of the same tensors, so one 
 call moves all runs at once (vectorized on the device).
 """
 import math
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, Tuple, TypeVar
 
 import torch
 from torch.nn import functional as F
 
-from ..models.rbm import RBM, visible_dist_from_natural
+if TYPE_CHECKING:  # imported lazily below: pyro_deepgen.models (DBM) imports this module
+    from ..models.rbm import RBM
 
 State = TypeVar("State")
 
@@ -121,7 +122,7 @@ def base_rate_logits(v: torch.Tensor, eps: float = 1e-3, visible: str = "bernoul
 
 @torch.no_grad()
 def ais_log_partition(
-    rbm: RBM,
+    rbm: "RBM",
     betas=None,
     num_runs: int = 100,
     base_rate: Optional[torch.Tensor] = None,
@@ -154,6 +155,8 @@ def ais_log_partition(
     Networks*, ICML 2008. [2] R. M. Neal, *Annealed importance sampling*, Statistics and
     Computing 11 (2001), arXiv:physics/9803008.
     """
+    from ..models.rbm import RBM, bernoulli_sample, sample_visible_from_natural
+
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a pyro_deepgen.models.RBM, got {type(rbm).__name__}")
     if int(num_runs) < 2:
@@ -187,12 +190,12 @@ def ais_log_partition(
 
     def transition(state, beta):
         v, x = state
-        h = torch.bernoulli(torch.sigmoid(beta * x))
+        h = bernoulli_sample(torch.sigmoid(beta * x))
         eta = (1 - beta) * b_a + beta * (h @ W + b)
-        v = visible_dist_from_natural(rbm.visible, eta).sample()
+        v = sample_visible_from_natural(rbm.visible, eta)
         return v, F.linear(v, W, c)
 
-    v0 = visible_dist_from_natural(rbm.visible, b_a.expand(int(num_runs), -1)).sample()
+    v0 = sample_visible_from_natural(rbm.visible, b_a.expand(int(num_runs), -1))
     log_w = annealed_importance_sampling((v0, F.linear(v0, W, c)), log_f, transition, betas)
     if gaussian:
         log_z_a = 0.5 * rbm.num_visible * math.log(2 * math.pi)
@@ -202,7 +205,7 @@ def ais_log_partition(
     return (log_ratio + log_z_a + rbm.num_hidden * math.log(2)).to(b.dtype), stderr.to(b.dtype)
 
 
-def mean_log_likelihood(rbm: RBM, v: torch.Tensor, log_z) -> torch.Tensor:
+def mean_log_likelihood(rbm: "RBM", v: torch.Tensor, log_z) -> torch.Tensor:
     r"""Average test log-likelihood :math:`\frac1N\sum_n -F(v_n) - \log\hat Z`."""
     with torch.no_grad():
         return (-rbm.free_energy(v)).mean() - log_z

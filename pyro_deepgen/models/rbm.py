@@ -27,6 +27,15 @@ def binary_states(n: int, start: int = 0, stop: Optional[int] = None,
     return ((k.unsqueeze(-1) >> bits) & 1).to(dtype or torch.get_default_dtype())
 
 
+def bernoulli_sample(probs: torch.Tensor) -> torch.Tensor:
+    """Independent Bernoulli draws with the given probabilities, as ``probs``'s dtype.
+
+    ``rand < p`` is several times faster than :func:`torch.bernoulli` on CPU, which matters in
+    the Gibbs sweeps that dominate CD, PCD and AIS.
+    """
+    return (torch.rand_like(probs) < probs).to(probs.dtype)
+
+
 def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribution:
     """p(v | h) given its natural parameter ``eta = b + hW``: Bernoulli logits or unit-variance
     Gaussian mean, with event shape ``(num_visible,)``. Shared by the RBM and its annealed versions.
@@ -34,6 +43,13 @@ def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribut
     if visible == "bernoulli":
         return dist.Bernoulli(logits=eta, validate_args=False).to_event(1)
     return dist.Normal(eta, torch.ones_like(eta), validate_args=False).to_event(1)
+
+
+def sample_visible_from_natural(visible: str, eta: torch.Tensor) -> torch.Tensor:
+    """A draw from :func:`visible_dist_from_natural` (without building the distribution)."""
+    if visible == "bernoulli":
+        return bernoulli_sample(torch.sigmoid(eta))
+    return eta + torch.randn_like(eta)
 
 
 class RBM(PyroModule):
@@ -124,6 +140,7 @@ class RBM(PyroModule):
 
     def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
         """The h-free part of the energy: :math:`-b^\\top v` or :math:`\\frac12\\lVert v-b\\rVert^2`."""
+        self._check(v, self.num_visible, "v")
         if self.visible == "bernoulli":
             return -(v * self.visible_bias).sum(-1)
         return 0.5 * (v - self.visible_bias).pow(2).sum(-1)
@@ -154,7 +171,7 @@ class RBM(PyroModule):
 
     def sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
         """Draw h ~ p(h | v)."""
-        return torch.bernoulli(self.hidden_probs(v))
+        return bernoulli_sample(self.hidden_probs(v))
 
     def visible_dist(self, h: torch.Tensor) -> dist.Distribution:
         """p(v | h) with event shape ``(V,)``."""
@@ -167,10 +184,7 @@ class RBM(PyroModule):
 
     def sample_visible(self, h: torch.Tensor) -> torch.Tensor:
         """Draw v ~ p(v | h)."""
-        eta = self.visible_input(h)
-        if self.visible == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(eta))
-        return eta + torch.randn_like(eta)
+        return sample_visible_from_natural(self.visible, self.visible_input(h))
 
     def gibbs_step(self, v: torch.Tensor) -> torch.Tensor:
         """One block-Gibbs sweep v -> h ~ p(h|v) -> v' ~ p(v|h); vectorized over chains."""
@@ -248,7 +262,7 @@ class RBM(PyroModule):
             raise ValueError(f"need n >= 1 and num_steps >= 0, got n={n}, num_steps={num_steps}")
         w = self.weight
         if init is None:
-            v = self.sample_visible(torch.bernoulli(w.new_full((n, self.num_hidden), 0.5)))
+            v = self.sample_visible(bernoulli_sample(w.new_full((n, self.num_hidden), 0.5)))
         else:
             self._check(init, self.num_visible, "init")
             v = init.to(w)
