@@ -116,7 +116,7 @@ def _modules_of(model, guide, module) -> List[torch.nn.Module]:
 
 
 def _module_param_names(modules) -> set:
-    """Param-store names under which PyroModules register their own ``nn.Parameter``\ s."""
+    """Param-store names under which PyroModules register their own parameters."""
     names = set()
     for m in modules:
         for sub in m.modules():
