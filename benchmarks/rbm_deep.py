@@ -24,7 +24,12 @@ import torch
 
 from pyro_deepgen.data import load_train_test
 from pyro_deepgen.evaluate import log_likelihood
-from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep, ais_log_partition, default_ais_schedule
+from pyro_deepgen.infer import (
+    ReweightedWakeSleep,
+    WakeSleep,
+    ais_log_partition,
+    default_ais_schedule,
+)
 from pyro_deepgen.models import DBM, DBN, HelmholtzMachine, MeanFieldPCD
 from pyro_deepgen.train import fit
 
@@ -85,7 +90,8 @@ def _save_samples(args, name, images):
 def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     """Train a DBN and a DBM on binary ``x_train``; test bounds on log p(v) (nats per image)."""
     hidden = tuple(int(h) for h in setting(args, "deep_hidden"))
-    epochs, lr, batch = setting(args, "deep_epochs"), setting(args, "deep_lr"), setting(args, "batch_size")
+    epochs, lr = setting(args, "deep_epochs"), setting(args, "deep_lr")
+    batch = setting(args, "batch_size")
     runs, seed = setting(args, "ais_runs"), setting(args, "seed")
     betas = _betas(args, x_train.device)
     fit_kwargs = dict(epochs=epochs, lr=lr, batch_size=batch, seed=seed, progress=False)
@@ -123,7 +129,8 @@ def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     res = {
         "hidden": list(hidden), "epochs": epochs, "dbm_epochs": setting(args, "dbm_epochs"),
         "ais_betas": len(betas) - 1, "ais_runs": runs,
-        "rbm_test_log_likelihood": rbm_ll, "rbm_log_z": log_z_rbm.item(), "rbm_log_z_stderr": se_rbm.item(),
+        "rbm_test_log_likelihood": rbm_ll, "rbm_log_z": log_z_rbm.item(),
+        "rbm_log_z_stderr": se_rbm.item(),
         "dbn_test_lower_bound": dbn_bound.mean().item(), "dbn_top_log_z": log_z_top.item(),
         "dbn_top_log_z_stderr": se_top.item(), "dbn_train_seconds": dbn_seconds,
         "dbn_eval_seconds": dbn_eval_seconds,
@@ -131,12 +138,14 @@ def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
         "dbm_log_z_stderr": se_dbm.item(), "dbm_pretrain_seconds": pretrain_seconds,
         "dbm_finetune_seconds": finetune_seconds, "dbm_eval_seconds": dbm_eval_seconds,
     }
-    res["dbn_samples"] = _save_samples(args, "dbn", dbn.sample(64, num_steps=200 if getattr(args, "quick", False) else 1000))
-    res["dbm_samples"] = _save_samples(args, "dbm", dbm.sample(64, num_steps=200 if getattr(args, "quick", False) else 1000))
+    gibbs = 200 if getattr(args, "quick", False) else 1000
+    res["dbn_samples"] = _save_samples(args, "dbn", dbn.sample(64, num_steps=gibbs))
+    res["dbm_samples"] = _save_samples(args, "dbm", dbm.sample(64, num_steps=gibbs))
     print(f"[dbn/dbm] {x_train.shape[1]}-{'-'.join(map(str, hidden))}: RBM test log p(v) "
           f"{rbm_ll:.2f}; DBN bound {res['dbn_test_lower_bound']:.2f} "
           f"(minus RBM: {res['dbn_test_lower_bound'] - rbm_ll:+.2f}); DBM bound "
-          f"{res['dbm_test_lower_bound']:.2f} (log Z {log_z_dbm.item():.2f} +- {se_dbm.item():.2f})")
+          f"{res['dbm_test_lower_bound']:.2f} (log Z {log_z_dbm.item():.2f} "
+          f"+- {se_dbm.item():.2f})")
     return res
 
 
@@ -146,7 +155,8 @@ def run_wake_sleep(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     lr, batch, seed = setting(args, "ws_lr"), setting(args, "batch_size"), setting(args, "seed")
     k, eval_k = setting(args, "ws_particles"), setting(args, "eval_samples")
     res = {"hidden": hidden, "epochs": epochs, "num_particles": k, "eval_samples": eval_k}
-    for name, loss in (("wake_sleep", WakeSleep()), ("reweighted_wake_sleep", ReweightedWakeSleep(k))):
+    losses = (("wake_sleep", WakeSleep()), ("reweighted_wake_sleep", ReweightedWakeSleep(k)))
+    for name, loss in losses:
         pyro.clear_param_store()
         pyro.set_rng_seed(seed)
         hm = HelmholtzMachine(x_train.shape[1], (hidden,)).to(x_train)
@@ -154,11 +164,13 @@ def run_wake_sleep(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
         history = fit(hm.model, hm.guide, x_train, loss=loss, lr=lr, epochs=epochs,
                       batch_size=batch, seed=seed, pass_num_data=True, progress=False)
         seconds = time.time() - t0
-        ll = log_likelihood(hm.model, hm.guide, x_test, num_samples=eval_k, chunk_size=min(eval_k, 100))
+        ll = log_likelihood(hm.model, hm.guide, x_test, num_samples=eval_k,
+                            chunk_size=min(eval_k, 100))
         res[name] = {"test_log_likelihood": ll.mean().item(), "train_seconds": seconds,
                      "final_train_loss": history.loss[-1]}
         res[f"{name}_samples"] = _save_samples(args, name, hm.sample(64))
-    gap = res["reweighted_wake_sleep"]["test_log_likelihood"] - res["wake_sleep"]["test_log_likelihood"]
+    ws, rws = res["wake_sleep"], res["reweighted_wake_sleep"]
+    gap = rws["test_log_likelihood"] - ws["test_log_likelihood"]
     res["rws_minus_ws"] = gap
     print(f"[wake-sleep] {x_train.shape[1]}-{hidden} SBN, {epochs} epochs: test log p(x) WS "
           f"{res['wake_sleep']['test_log_likelihood']:.2f}, RWS(K={k}) "
@@ -189,7 +201,8 @@ def main(args):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=str(DATA_ROOT))
-    parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny settings, to check the script runs")
     parser.add_argument("--out", default=None, help="folder for rbm_deep.json and sample figures")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)

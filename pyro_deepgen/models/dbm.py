@@ -250,8 +250,8 @@ class DBM(PyroModule):
         :math:`h^1` instead; both are valid.) Uses the generic
         :func:`~pyro_deepgen.infer.annealed_importance_sampling`.
 
-        :param betas: inverse temperatures (default :func:`~pyro_deepgen.infer.default_ais_schedule`,
-            14,500 steps).
+        :param betas: inverse temperatures (default
+            :func:`~pyro_deepgen.infer.default_ais_schedule`, 14,500 steps).
         :param int num_runs: independent runs, all vectorized (default 100).
         :param base_rate: base-rate logits ``(V,)`` or data ``(N, V)`` whose smoothed marginals
             give them (default: the DBM's visible biases).
@@ -259,7 +259,8 @@ class DBM(PyroModule):
         if int(num_runs) < 2:
             raise ValueError(f"num_runs must be at least 2 for an error bar, got {num_runs}")
         W1, W2 = self.weight1.detach(), self.weight2.detach()
-        b, c1, c2 = self.visible_bias.detach(), self.hidden1_bias.detach(), self.hidden2_bias.detach()
+        b, c1 = self.visible_bias.detach(), self.hidden1_bias.detach()
+        c2 = self.hidden2_bias.detach()
         if base_rate is None:
             b_a = b.clone()
         else:
@@ -289,7 +290,8 @@ class DBM(PyroModule):
         h1 = torch.bernoulli(W1.new_full((int(num_runs), self.num_hidden1), 0.5))
         log_w = annealed_importance_sampling(h1, log_f, transition, betas)
         log_ratio, stderr = log_mean_exp_with_stderr(log_w)
-        log_z0 = (self.num_hidden1 + self.num_hidden2) * math.log(2) + F.softplus(b_a.double()).sum()
+        num_hidden = self.num_hidden1 + self.num_hidden2
+        log_z0 = num_hidden * math.log(2) + F.softplus(b_a.double()).sum()
         return (log_ratio + log_z0).to(b.dtype), stderr.to(b.dtype)
 
     # -- greedy pretraining ---------------------------------------------------------------
@@ -308,7 +310,8 @@ class DBM(PyroModule):
 
         :param data: binary training data ``(N, V)``.
         :param loss: a loss factory ``() -> loss`` for each RBM (default
-            ``ContrastiveDivergence(k=1)``); pass e.g. ``lambda: ContrastiveDivergence(persistent=True)``.
+            ``ContrastiveDivergence(k=1)``), e.g.
+            ``lambda: ContrastiveDivergence(persistent=True)``.
         :param fit_kwargs: passed to :func:`~pyro_deepgen.train.fit` for each layer (``epochs``,
             ``lr``, ``batch_size``, ``optimizer``, ``progress``, ...).
         :returns: the two (pretraining) RBMs.

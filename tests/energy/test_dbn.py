@@ -47,7 +47,8 @@ def test_two_layer_bound_matches_hand_formula():
     with torch.no_grad():
         q = bottom.hidden_probs(ALL_V)  # (64, 3)
         log_q = _bernoulli_log_prob(h1[:, None], q)  # (8, 64)
-        log_px = _bernoulli_log_prob(ALL_V, torch.sigmoid(h1 @ bottom.weight + bottom.visible_bias)[:, None])
+        px = torch.sigmoid(h1 @ bottom.weight + bottom.visible_bias)  # (8, 6)
+        log_px = _bernoulli_log_prob(ALL_V, px[:, None])  # (8, 64)
         log_ptop = -top.free_energy(h1) - log_z  # (8,)
         entropy = -(torch.xlogy(q, q) + torch.xlogy(1 - q, 1 - q)).sum(-1)
         expected = (log_q.exp() * (log_px + log_ptop[:, None])).sum(0) + entropy
@@ -87,7 +88,7 @@ def test_monte_carlo_bound_matches_exact_expectation():
 
 
 def test_pretrain_fits_data_and_samples():
-    """Greedy CD-1 pretraining (20 epochs) on 500 points of a 6-3 teacher: the exact
+    """Greedy CD-1 pretraining (10 epochs) on 500 points of a 6-3 teacher: the exact
     log-likelihood gains over 1 nat per point on the untrained net and the bound stays below it."""
     pyro.set_rng_seed(123)
     teacher = HelmholtzMachine(6, (3,))
@@ -97,8 +98,8 @@ def test_pretrain_fits_data_and_samples():
     x = teacher.sample(500, mean=False)
     dbn = DBN((6, 4, 3))
     before = dbn.log_prob_exact(x).mean()
-    histories = dbn.pretrain(x, epochs=20, lr=0.05, batch_size=50, progress=False)
-    assert len(histories) == 2 and all(h.epochs == 20 for h in histories)
+    histories = dbn.pretrain(x, epochs=10, lr=0.05, batch_size=50, progress=False)
+    assert len(histories) == 2 and all(h.epochs == 10 for h in histories)
     after = dbn.log_prob_exact(x)
     assert after.mean() > before + 1.0
     assert (dbn.lower_bound(x, dbn.top.log_partition_exact()) <= after + 1e-5).all()

@@ -65,7 +65,8 @@ def test_rws_gradients_match_hand_derived():
     hm, x = _tiny((3,)), _data()
     K = 4
     pyro.set_rng_seed(7)
-    ReweightedWakeSleep(num_particles=K, max_plate_nesting=1).differentiable_loss(hm.model, hm.guide, x).backward()
+    loss = ReweightedWakeSleep(num_particles=K, max_plate_nesting=1)
+    loss.differentiable_loss(hm.model, hm.guide, x).backward()
     pyro.set_rng_seed(7)
     _, guide_trace = vectorized_traces(hm.model, hm.guide, (x,), {}, K, 1)
     h = guide_trace.nodes["h1"]["value"].detach()  # (K, N, 3)
