@@ -55,6 +55,14 @@ def test_fused_gradient_is_the_autograd_gradient_of_the_surrogate(visible, persi
         p_pos, p_neg = rbm.hidden_probs(v).detach(), rbm.hidden_probs(v_neg).detach()
         assert torch.allclose(fused[0], -(p_pos.t() @ v - s * p_neg.t() @ v_neg), atol=1e-10)
         assert torch.allclose(fused[2], -(p_pos.sum(0) - s * p_neg.sum(0)), atol=1e-10)
+    # a scaled loss scales the fused gradient (the backward's general path); same re-seeded draw
+    grads = []
+    for scale in (1.0, 0.5):
+        torch.manual_seed(7)
+        rbm.zero_grad()
+        (scale * ContrastiveDivergence(k=1)(rbm, None, v)).backward()
+        grads.append(rbm.weight.grad.clone())
+    assert torch.allclose(grads[1], 0.5 * grads[0], atol=1e-12)
 
 
 def test_cd_k_expected_gradient_approaches_exact_gradient():
