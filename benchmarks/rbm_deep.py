@@ -48,7 +48,7 @@ DEFAULTS = {
     "deep_lr": (0.05, 0.05),
     "dbm_epochs": (10, 1),
     "dbm_lr": (0.01, 0.01),
-    "ais_betas": (None, 200),  # None: the paper's 14,500 intermediate distributions
+    "ais_betas": (5000, 200),  # --ais-betas 14500: the paper's schedule (slow on 2 cores)
     "ais_runs": (100, 10),
     "bound_samples": (100, 5),
     "ws_hidden": (200, 20),

@@ -271,24 +271,27 @@ class DBM(PyroModule):
                                  f"(N, {self.num_visible}); got {tuple(base_rate.shape)}")
         betas = default_ais_schedule() if betas is None else betas
 
-        def visible_natural(h1, beta):
-            return (1 - beta) * b_a + beta * (h1 @ W1 + b)
+        # state = (c1.h1, W1^T h1 + b, W2 h1 + c2): cached so log_f costs no matmul
+        def cache(h1):
+            return h1 @ c1, h1 @ W1 + b, F.linear(h1, W2, c2)
 
-        def log_f(h1, beta):
-            h1d = h1.double()
+        def log_f(state, beta):
+            c1h1, top_down, bottom_up = (t.double() for t in state)
             return (
-                beta * (h1d @ c1.double())
-                + F.softplus(visible_natural(h1, beta).double()).sum(-1)
-                + F.softplus(beta * F.linear(h1, W2, c2).double()).sum(-1)
+                beta * c1h1
+                + F.softplus((1 - beta) * b_a.double() + beta * top_down).sum(-1)
+                + F.softplus(beta * bottom_up).sum(-1)
             )
 
-        def transition(h1, beta):
-            v = torch.bernoulli(torch.sigmoid(visible_natural(h1, beta)))
-            h2 = torch.bernoulli(torch.sigmoid(beta * F.linear(h1, W2, c2)))
-            return torch.bernoulli(torch.sigmoid(beta * (F.linear(v, W1, c1) + h2 @ W2)))
+        def transition(state, beta):
+            _, top_down, bottom_up = state
+            v = torch.bernoulli(torch.sigmoid((1 - beta) * b_a + beta * top_down))
+            h2 = torch.bernoulli(torch.sigmoid(beta * bottom_up))
+            h1 = torch.bernoulli(torch.sigmoid(beta * (F.linear(v, W1, c1) + h2 @ W2)))
+            return cache(h1)
 
         h1 = torch.bernoulli(W1.new_full((int(num_runs), self.num_hidden1), 0.5))
-        log_w = annealed_importance_sampling(h1, log_f, transition, betas)
+        log_w = annealed_importance_sampling(cache(h1), log_f, transition, betas)
         log_ratio, stderr = log_mean_exp_with_stderr(log_w)
         num_hidden = self.num_hidden1 + self.num_hidden2
         log_z0 = num_hidden * math.log(2) + F.softplus(b_a.double()).sum()
