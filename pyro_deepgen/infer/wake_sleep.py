@@ -64,12 +64,16 @@ class ReweightedWakeSleep(ELBO):
     and the plate's subsampling scale :math:`N/B` multiplies the per-data-point terms *after*
     the log-mean-exp, so a minibatch of size :math:`B` gives an unbiased estimate of the full
     data set's objective. Every sample site must therefore lie inside that plate (all latents
-    local to a data point, as in a Helmholtz machine). Pyro's own
-    :class:`pyro.infer.ReweightedWakeSleep` (1.9.2) does not support this: it sums the
-    log-weights over the whole batch *before* the log-sum-exp over particles (so it weights whole
-    batches, which for :math:`B>1` is a looser bound, and the plate's scale ends up *inside* the
-    exponent), and its docstring says "Mini-batch training is not supported yet" (checked by
-    running it; see ``tests/energy/test_wake_sleep.py``).
+    local to a data point, as in a Helmholtz machine).
+
+    **Pyro's** :class:`pyro.infer.ReweightedWakeSleep` **(1.9.2) falls short here** (verified by
+    running it, ``tests/energy/test_wake_sleep.py``): its docstring says "Mini-batch training is
+    not supported yet", and it sums the log-weights over the whole batch *before* the
+    log-sum-exp over particles. So (a) its particles weight whole batches, not data points: on
+    64 points with :math:`K=50` its value lies about 30 nats above the exact
+    :math:`-\sum_n\log p(x_n)` where ours is within 2; and (b) with a subsampled plate the
+    scale :math:`N/B` ends up inside the exponent, so a half batch misses twice its exact
+    value by 3-5 nats however large :math:`K` is.
 
     **Sleep phase.** One dream :math:`(\tilde x, \tilde h)` per data point of the batch is
     drawn from ``poutine.uncondition(model)``; the guide is then run on the dreamt observations
