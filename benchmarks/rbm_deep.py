@@ -178,6 +178,9 @@ def run_wake_sleep(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     return res
 
 
+PARTS = ("dbn_dbm", "wake_sleep")
+
+
 def load_data(args):
     data = load_train_test("mnist", args.data_root, binarize="threshold", seed=args.seed or 0)
     return data.x_train, data.x_test, data.test_split
@@ -190,9 +193,12 @@ def main(args):
     if args.quick:
         x_train, x_test = x_train[:500], x_test[:100]
     print(f"MNIST-5k binarized at 0.5: {len(x_train)} train, {len(x_test)} test ({rule})")
-    results = {"data": "mnist-5k", "test_split": rule, "quick": bool(args.quick),
-               "dbn_dbm": run_dbn_dbm(x_train, x_test, args),
-               "wake_sleep": run_wake_sleep(x_train, x_test, args)}
+    results = {"data": "mnist-5k", "test_split": rule, "quick": bool(args.quick)}
+    parts = getattr(args, "parts", None) or PARTS
+    if "dbn_dbm" in parts:
+        results["dbn_dbm"] = run_dbn_dbm(x_train, x_test, args)
+    if "wake_sleep" in parts:
+        results["wake_sleep"] = run_wake_sleep(x_train, x_test, args)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "rbm_deep.json").write_text(json.dumps(results, indent=2))
@@ -204,6 +210,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings, to check the script runs")
     parser.add_argument("--out", default=None, help="folder for rbm_deep.json and sample figures")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=None,
+                        help="which comparisons to run (default: both)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--deep-epochs", dest="deep_epochs", type=int, default=None)

@@ -169,3 +169,27 @@ def test_bad_input():
         MeanFieldPCD()(dbm, dbm, ALL_V)
     with pytest.raises(ValueError, match="up and down"):
         DoubledRBM(6, 3, up=0.0)
+
+
+def test_runs_on_device(device):
+    """DBM, DBN and (reweighted) wake-sleep keep everything on the inputs' device."""
+    from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep
+    from pyro_deepgen.models import DBN
+
+    v = ALL_V.to(device)
+    dbm = _random_dbm().to(device)
+    assert dbm.lower_bound(v, dbm.log_partition_exact()).device == v.device
+    log_z, _ = dbm.ais_log_partition(betas=torch.linspace(0, 1, 11, device=device), num_runs=4,
+                                     base_rate=v)
+    assert log_z.device == v.device
+    MeanFieldPCD(num_chains=3)(dbm, None, v).backward()
+    assert dbm.weight1.grad.device == v.device
+    dbn = DBN((6, 3, 2)).to(device)
+    assert dbn.lower_bound(v, dbn.top.log_partition_exact(), num_samples=2).device == v.device
+    assert dbn.sample(3, num_steps=2).device == v.device
+    hm = HelmholtzMachine(6, (3, 2)).to(device)
+    for loss in (WakeSleep(), ReweightedWakeSleep(3, insomnia=0.5)):
+        value = loss.differentiable_loss(hm.model, hm.guide, v, num_data=100)
+        value.backward()
+        assert value.device == v.device
+    assert hm.log_prob_exact(v).device == v.device
