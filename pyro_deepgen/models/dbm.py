@@ -246,8 +246,9 @@ class DBM(PyroModule):
         transition at :math:`\beta` is a Gibbs sweep of :math:`p_\beta`: draw :math:`v` and
         :math:`h^2` given :math:`h^1`, then :math:`h^1` given both, which leaves the marginal
         :math:`f_\beta(h^1)` invariant. Summing out two of the three layers gives lower
-        variance weights than annealing over the full state. (Salakhutdinov & Hinton sum out
-        :math:`h^1` instead; both are valid.) Uses the generic
+        variance weights than annealing over the full state; it is the DBM paper's scheme (AIS on
+        the state space of :math:`h^1`, as also in pylearn2's DBM AIS script). Summing out
+        :math:`h^1` given :math:`v, h^2` instead would be valid too. Uses the generic
         :func:`~pyro_deepgen.infer.annealed_importance_sampling`.
 
         :param betas: inverse temperatures (default
