@@ -51,11 +51,17 @@ DATA_ROOT = next(
 
 
 def train_ours(x, hidden, loss, epochs, lr, batch_size, seed, init=None):
-    """An RBM trained by ``fit`` with plain SGD (as scikit-learn); returns (rbm, epoch seconds)."""
+    """An RBM trained by ``fit`` with plain SGD (as scikit-learn); returns (rbm, epoch seconds).
+
+    The visible biases start at the log-odds of the data marginals (Hinton's guide)."""
     pyro.set_rng_seed(seed)
     rbm = RBM(x.shape[1], hidden)
     if init is not None:
         rbm.load_state_dict(init.state_dict())
+    else:
+        with torch.no_grad():
+            p = x.mean(0).clamp(1e-3, 1 - 1e-3)
+            rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
     times = []
     stamp = [time.perf_counter()]
 
@@ -208,10 +214,11 @@ def main(args):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=str(DATA_ROOT))
-    parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny settings, to check the script runs")
     parser.add_argument("--out", default=None, help="folder for rbm.json and the sample figures")
     parser.add_argument("--hidden", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs of every model")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of every model")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.05,
                         help="learning rate per example (scikit-learn's learning_rate)")

@@ -33,9 +33,9 @@ def default_ais_schedule(num_betas: Optional[int] = None, dtype=torch.float64,
     r"""The inverse temperatures :math:`0 = \beta_0 < \dots < \beta_K = 1`.
 
     :param num_betas: ``None`` gives the paper's 14,500 intermediate distributions (14,501 values):
-        0–0.5 by 1e-3, 0.5–0.9 by 1e-4 and 0.9–1 by 1e-5. An integer ``K`` keeps the paper's shape
-        (the three segments get 500/14500, 4000/14500 and 10000/14500 of the ``K`` steps, each at
-        least 1) and returns ``K + 1`` values.
+        0–0.5 by 1e-3, 0.5–0.9 by 1e-4 and 0.9–1 by 1e-5. An integer ``K`` keeps the paper's
+        shape (the three segments get 500/14500, 4000/14500 and 10000/14500 of the ``K`` steps,
+        each at least 1) and returns ``K + 1`` values.
     """
     counts = [round((stop - start) / step) for start, stop, step in PAPER_SCHEDULE]
     if num_betas is not None:
@@ -106,7 +106,8 @@ def log_mean_exp_with_stderr(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.T
     return shift + mean.log(), w.std() / (math.sqrt(n) * mean)
 
 
-def base_rate_logits(v: torch.Tensor, eps: float = 1e-3, visible: str = "bernoulli") -> torch.Tensor:
+def base_rate_logits(v: torch.Tensor, eps: float = 1e-3,
+                     visible: str = "bernoulli") -> torch.Tensor:
     r"""The base-rate model's visible parameters from data ``v`` of shape ``(N, V)``.
 
     Bernoulli: the log-odds of the smoothed marginals :math:`(\sum_n v_n + \epsilon N) / (N +
@@ -127,7 +128,7 @@ def ais_log_partition(
     num_runs: int = 100,
     base_rate: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    r"""AIS estimate of an RBM's :math:`\log Z` with its standard error (Salakhutdinov & Murray 2008).
+    r"""AIS estimate of an RBM's :math:`\log Z` and its standard error (Salakhutdinov & Murray).
 
     The base-rate model A has only visible biases :math:`b_A` (the data marginals) and the same
     hidden layer with zero weights, so :math:`\log Z_A = \sum_i \operatorname{softplus}(b_{A,i})

@@ -1,4 +1,4 @@
-"""Block-Gibbs MCMC kernel for restricted Boltzmann machines, usable with :class:`pyro.infer.MCMC`."""
+"""Block-Gibbs MCMC kernel for restricted Boltzmann machines, for :class:`pyro.infer.MCMC`."""
 from collections import OrderedDict
 from typing import Dict, Optional
 
@@ -9,7 +9,7 @@ from ..models.rbm import RBM, bernoulli_sample
 
 
 class BlockGibbs(MCMCKernel):
-    r"""Alternating block-Gibbs updates :math:`h \sim p(h\mid v)`, :math:`v \sim p(v\mid h)` of an RBM.
+    r"""Block-Gibbs updates :math:`h \sim p(h\mid v)`, :math:`v \sim p(v\mid h)` of an RBM, in turn.
 
     Both conditionals factorize over units, so each half-sweep is one matrix product and one
     batch of independent Bernoulli (or Gaussian) draws. If :math:`v \sim p(v)`, the pair
@@ -34,7 +34,8 @@ class BlockGibbs(MCMCKernel):
     chain per worker process (the default ``mp_context``, ``fork`` on Linux, works on CPU; the
     kernel is picklable, so ``mp_context="spawn"`` works too), or, when ``num_chains`` exceeds the
     CPU count minus one, sequentially in this process after a ``UserWarning``. Both paths give
-    each chain its own random initial state and seed, and are tested.
+    each chain its own random initial state and seed, and are tested. For an RBM on CUDA pass
+    ``mp_context="spawn"`` (forked workers cannot use CUDA) or sample a CPU copy.
 
     :param rbm: the :class:`~pyro_deepgen.models.RBM` to sample from (not modified).
     :param int num_sweeps: block-Gibbs sweeps per returned sample (thinning), default 1.

@@ -37,7 +37,8 @@ class ContrastiveDivergence:
     and torch optimizers and :func:`~pyro_deepgen.train.fit` work as with any surrogate. CD-k
     costs :math:`3 + 2k` matrix products per update, PCD-1 five (it reuses the chains' hidden
     probabilities from the previous update, like scikit-learn). The last negative samples are
-    kept in ``last_negative``.
+    kept in ``last_negative``. Every call advances the persistent chains, so validate with an
+    ``eval_fn`` such as :func:`pseudo_log_likelihood` rather than with this loss.
 
     **Optimizer settings.** Momentum and weight decay come from the optimizer, e.g.
     ``torch.optim.SGD(params, lr=eps / B, momentum=0.9, weight_decay=B * l2)``; because the loss

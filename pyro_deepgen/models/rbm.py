@@ -1,4 +1,4 @@
-"""Restricted Boltzmann machine (Smolensky 1986; Hinton 2002) with binary or Gaussian visible units."""
+"""Restricted Boltzmann machine (Smolensky 1986; Hinton 2002), binary or Gaussian visible units."""
 import math
 from typing import Optional
 
@@ -53,7 +53,7 @@ def sample_visible_from_natural(visible: str, eta: torch.Tensor) -> torch.Tensor
 
 
 class RBM(PyroModule):
-    r"""Restricted Boltzmann machine with ``num_visible`` visible and ``num_hidden`` binary hidden units.
+    r"""Restricted Boltzmann machine: ``num_visible`` visible, ``num_hidden`` binary hidden units.
 
     Energy and joint, with :math:`W` = ``weight`` (``num_hidden x num_visible``),
     :math:`b` = ``visible_bias`` and :math:`c` = ``hidden_bias``:
@@ -115,7 +115,8 @@ class RBM(PyroModule):
         self.hidden_bias = nn.Parameter(torch.zeros(self.num_hidden))
 
     def extra_repr(self) -> str:
-        return f"num_visible={self.num_visible}, num_hidden={self.num_hidden}, visible={self.visible!r}"
+        return (f"num_visible={self.num_visible}, num_hidden={self.num_hidden}, "
+                f"visible={self.visible!r}")
 
     # -- checks ---------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, size: int, name: str) -> None:
@@ -139,7 +140,7 @@ class RBM(PyroModule):
         return torch.matmul(h, self.weight) + self.visible_bias
 
     def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
-        """The h-free part of the energy: :math:`-b^\\top v` or :math:`\\frac12\\lVert v-b\\rVert^2`."""
+        """The h-free part of E: :math:`-b^\\top v` or :math:`\\frac12\\lVert v-b\\rVert^2`."""
         self._check(v, self.num_visible, "v")
         if self.visible == "bernoulli":
             return -(v * self.visible_bias).sum(-1)
@@ -240,13 +241,15 @@ class RBM(PyroModule):
         if v is not None:
             self._check(v, self.num_visible, "v")
             if v.dim() != 2:
-                raise ValueError(f"v must have shape (batch, {self.num_visible}); got {tuple(v.shape)}")
+                raise ValueError(
+                    f"v must have shape (batch, {self.num_visible}); got {tuple(v.shape)}")
             batch_size = v.shape[0]
         w = self.weight
         with pyro.plate("data", batch_size):
             half = w.new_full((batch_size, self.num_hidden), 0.5)
             h = pyro.sample("h", dist.Bernoulli(half).to_event(1))
-            pyro.factor("hidden_marginal", -self.hidden_free_energy(h) + self.num_hidden * math.log(2))
+            log_weight = -self.hidden_free_energy(h) + self.num_hidden * math.log(2)
+            pyro.factor("hidden_marginal", log_weight)
             return pyro.sample("v", self.visible_dist(h), obs=v)
 
     # -- samples --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""RBM energies, conditionals, exact log Z and the Pyro model view against brute-force enumeration."""
+"""RBM energies, conditionals, exact log Z and the Pyro model view against brute force."""
 import math
 
 import pytest
@@ -126,8 +126,8 @@ def test_model_trace_is_the_unnormalized_joint(visible):
 def test_model_importance_weights_recover_log_z():
     """Drawing the model's sites from their sample statements (uniform h, then v | h) and
     weighting by the factor site is importance sampling of the joint: the mean weight is Z.
-    20000 vectorized draws in one trace (plate "data"), checked to 0.02 (about 4 delta-method standard errors
-    for this RBM)."""
+    20000 vectorized draws in one trace (plate "data"), checked to 0.02 (about 4 delta-method
+    standard errors for this RBM)."""
     rbm = random_rbm(num_visible=5, num_hidden=3, scale=0.5)
     trace = poutine.trace(rbm.model).get_trace(None, batch_size=20000)
     trace.compute_log_prob()
