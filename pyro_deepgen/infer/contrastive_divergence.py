@@ -169,9 +169,12 @@ class _PrecomputedGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        if grad_output.numel() == 1 and grad_output.item() == 1.0:  # loss.backward(): no copies
-            return (None, None) + tuple(ctx.grads)
-        return (None, None) + tuple(g * grad_output for g in ctx.grads)
+        grads, ctx.grads = ctx.grads, None  # no reference left: .grad can take them without a copy
+        if grads is None:
+            raise RuntimeError("the CD loss's gradient was already used; call backward() once")
+        if grad_output.numel() == 1 and grad_output.item() == 1.0:
+            return (None, None) + grads
+        return (None, None) + tuple(g * grad_output for g in grads)
 
 
 @torch.no_grad()
