@@ -60,7 +60,8 @@ class BlockGibbs(MCMCKernel):
         if int(num_sweeps) < 1:
             raise ValueError(f"num_sweeps must be a positive integer, got {num_sweeps}")
         if num_particles is not None and int(num_particles) < 1:
-            raise ValueError(f"num_particles must be a positive integer or None, got {num_particles}")
+            raise ValueError(f"num_particles must be a positive integer or None, "
+                             f"got {num_particles}")
         if init is not None:
             rbm._check(init, rbm.num_visible, "init")
             if num_particles is not None and init.shape[:-1] != (int(num_particles),):
