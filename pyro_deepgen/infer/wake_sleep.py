@@ -4,7 +4,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
@@ -132,15 +131,13 @@ class ReweightedWakeSleep(ELBO):
         )
 
     def _per_datum_log_prob(self, trace, data: DataPlate) -> torch.Tensor:
-        """Sum a trace's unscaled log-densities to shape ``(K, B)``."""
+        """Sum a trace's per-data-point log-densities (subsampling scale divided out) to shape
+        ``(K, B)``."""
         total = 0.0
         for name, site in trace.nodes.items():
             if site["type"] != "sample":
                 continue
-            unscaled = scale_and_mask(site["unscaled_log_prob"], mask=site["mask"])
-            log_p, local = site_log_prob_per_datapoint(
-                dict(site, log_prob=unscaled), data, self.max_plate_nesting
-            )
+            log_p, local = site_log_prob_per_datapoint(site, data, self.max_plate_nesting)
             if not local:
                 raise ValueError(
                     f"sample site {name!r} is outside pyro.plate({data.name!r}); (reweighted) "
