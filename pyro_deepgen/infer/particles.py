@@ -45,16 +45,28 @@ def vectorized_traces(
     kwargs: Dict,
     num_particles: int,
     max_plate_nesting: int,
+    prune: bool = True,
+    outer_guide_handler: Optional[Callable[[Callable], Callable]] = None,
 ) -> Tuple[poutine.Trace, poutine.Trace]:
     """Guide and replayed model traces with ``num_particles`` particles in the plate at
-    ``dim = -max_plate_nesting - 1``; ``log_prob`` is computed at every sample site."""
+    ``dim = -max_plate_nesting - 1``; ``log_prob`` is computed at every sample site.
+
+    :param bool prune: drop the plates' subsample sites (keep them to replay the same
+        minibatch indices later).
+    :param outer_guide_handler: an effect handler applied to the guide *outside* the particle
+        plate, so that it sees sites already broadcast over particles.
+    """
     plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)
-    guide_trace = poutine.trace(plate(guide)).get_trace(*args, **kwargs)
+    guide = plate(guide)
+    if outer_guide_handler is not None:
+        guide = outer_guide_handler(guide)
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(plate(model), trace=guide_trace)).get_trace(
         *args, **kwargs
     )
-    guide_trace = prune_subsample_sites(guide_trace)
-    model_trace = prune_subsample_sites(model_trace)
+    if prune:
+        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = prune_subsample_sites(model_trace)
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
     return model_trace, guide_trace

@@ -16,19 +16,18 @@ data plate) or ``(P, 1)`` (sites outside it).
 """
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import prune_subsample_sites
 
 from .particles import (
     PARTICLE_PLATE,
     DataPlate,
     find_data_plate,
     guess_max_plate_nesting,
+    vectorized_traces,
 )
 
 
@@ -66,20 +65,10 @@ def draw_particles(
     :param bool prune: drop the plates' subsample sites (keep them to replay the same
         minibatch indices later).
     """
-    plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)
-    guide = plate(guide)
-    if not pathwise:
-        guide = _SampleWithoutPath()(guide)
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(plate(model), trace=guide_trace)).get_trace(
-        *args, **kwargs
+    return vectorized_traces(
+        model, guide, args, kwargs, num_particles, max_plate_nesting, prune=prune,
+        outer_guide_handler=None if pathwise else _SampleWithoutPath(),
     )
-    if prune:
-        guide_trace = prune_subsample_sites(guide_trace)
-        model_trace = prune_subsample_sites(model_trace)
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
-    return model_trace, guide_trace
 
 
 class SiteTerm(NamedTuple):
