@@ -29,7 +29,9 @@ def int_list(text: str):
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 200,200, got {text!r}"
+        )
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
     return values
@@ -43,6 +45,24 @@ def device_type(text: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError("--device cuda was asked for but CUDA is not available")
     return device
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, extra_choices=()) -> None:
+    """--data digits|mnist[|...] and --data-root, with the same meaning in every subcommand."""
+    parser.add_argument("--data", choices=("digits", "mnist") + tuple(extra_choices),
+                        default="digits",
+                        help="digits: scikit-learn's 8x8 digits (embedded, the default); "
+                             "mnist: the IDX files in --data-root")
+    parser.add_argument("--data-root", default=None, help="folder with the MNIST IDX files")
+
+
+def load_data(args: argparse.Namespace, binarize=None):
+    """The train/test split of ``args.data`` (see :func:`pyro_deepgen.data.load_train_test`)."""
+    from ..data import load_train_test
+
+    if args.data == "mnist" and args.data_root is None:
+        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
+    return load_train_test(args.data, args.data_root, binarize=binarize, seed=args.seed)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:

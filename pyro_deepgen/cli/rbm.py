@@ -21,7 +21,6 @@ import warnings
 import pyro
 import torch
 
-from ..data import load_train_test
 from ..infer import (
     BlockGibbs,
     ContrastiveDivergence,
@@ -35,7 +34,7 @@ from ..models import RBM
 from ..plotting import image_shape, save_image_grid, save_loss_curve
 from ..train import fit
 from .common import add_common_arguments, atomic_output_dir, positive_float, positive_int
-from .common import settings, write_json
+from .common import add_data_arguments, load_data, settings, write_json
 
 HELP = "train a restricted Boltzmann machine (CD-k / PCD) and estimate log p(x) by AIS"
 MONITOR_SIZE = 1000  # images for the reconstruction error
@@ -43,10 +42,7 @@ PLL_SIZE = 200  # images for the exact pseudo-log-likelihood (V flips each)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", choices=("digits", "mnist"), default="digits",
-                        help="digits: scikit-learn's 8x8 digits (embedded); "
-                             "mnist: IDX files in --data-root")
-    parser.add_argument("--data-root", default=None, help="folder with the MNIST IDX files")
+    add_data_arguments(parser)
     parser.add_argument("--hidden", type=positive_int, default=500,
                         help="number of hidden units (default 500)")
     method = parser.add_mutually_exclusive_group()
@@ -80,8 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.data == "mnist" and args.data_root is None:
-        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
     if not 0 <= args.momentum < 1:
         raise ValueError(f"--momentum must be in [0, 1), got {args.momentum}")
     if args.weight_decay < 0:
@@ -137,7 +131,7 @@ def chain_summary(rbm: RBM, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> None:
     _check(args)
-    data = load_train_test(args.data, args.data_root, binarize="threshold", seed=args.seed)
+    data = load_data(args, binarize="threshold")
     device = args.device
     x_train, x_test = data.x_train.to(device), data.x_test.to(device)
     num_visible = x_train.shape[1]

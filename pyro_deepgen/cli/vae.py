@@ -12,14 +12,15 @@ import pyro
 import torch
 
 from .. import evaluate
-from ..data import load_train_test
 from ..models import VAE
 from ..plotting import image_shape, save_image_grid, save_loss_curve, save_manifold
 from ..train import fit
 from .common import (
     add_common_arguments,
+    add_data_arguments,
     atomic_output_dir,
     int_list,
+    load_data,
     positive_float,
     positive_int,
     settings,
@@ -33,9 +34,7 @@ GUIDES = ("diagonal", "planar", "radial", "iaf", "nice", "realnvp")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", choices=("digits", "mnist"), default="digits",
-                        help="digits: scikit-learn's 8x8 digits (embedded); mnist: IDX files in --data-root")
-    parser.add_argument("--data-root", default=None, help="folder with the MNIST IDX files")
+    add_data_arguments(parser)
     parser.add_argument("--binarize", choices=("none", "threshold", "stochastic", "dynamic"),
                         default="dynamic", help="binarization of the pixels (default dynamic)")
     parser.add_argument("--z-dim", type=positive_int, default=50, help="latent size (default 50)")
@@ -43,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hidden layer sizes (default 200,200)")
     parser.add_argument("--epochs", type=positive_int, default=50, help="default 50")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="default 100")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam step size (default 1e-3)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3,
+                        help="Adam step size (default 1e-3)")
     parser.add_argument("--elbo", choices=ELBOS, default="trace",
                         help="training objective (default trace: Pyro's Trace_ELBO)")
     parser.add_argument("--particles", type=positive_int, default=1,
@@ -86,10 +86,8 @@ def make_guide(args, x_dim: int, vae: VAE):
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.data == "mnist" and args.data_root is None:
-        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
     binarize = None if args.binarize == "none" else args.binarize
-    data = load_train_test(args.data, args.data_root, binarize=binarize, seed=args.seed)
+    data = load_data(args, binarize)
     device = args.device
     x_train, x_test = data.x_train.to(device), data.x_test.to(device)
     x_dim = x_train.shape[1]
