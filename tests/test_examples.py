@@ -10,6 +10,9 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # One line per example: (script, tiny arguments).
 EXAMPLES = [
     ("vae.py", ["--epochs", "1", "--eval-samples", "10"]),
+    ("iwae.py", ["--epochs", "1", "--particles", "3", "--eval-samples", "10"]),
+    ("flow_guide.py", ["--epochs", "1", "--depth", "2", "--eval-samples", "10"]),
+    ("rbm.py", ["--epochs", "1", "--hidden", "8", "--draws", "10", "--ais-betas", "100"]),
 ]
 
 
