@@ -11,7 +11,6 @@ import math
 import time
 from typing import Any, Dict, Tuple
 
-import numpy as np
 import torch
 
 from ..data import load_train_test
@@ -19,6 +18,7 @@ from ..infer import DiffusionELBO
 from ..models import GaussianDiffusion
 from ..models.diffusion_schedules import SCHEDULES
 from ..nn import TimeMLP, UNet
+from ..plotting import _pyplot, save_image_grid
 from ..train import fit
 from .common import (
     add_common_arguments,
@@ -125,40 +125,8 @@ def _build(args: argparse.Namespace, info: Dict[str, Any]) -> GaussianDiffusion:
                              data=info["data"], num_levels=info.get("num_levels", 256))
 
 
-def _image_grid(images: np.ndarray, ncol: int) -> np.ndarray:
-    n, h, w = images.shape
-    nrow = math.ceil(n / ncol)
-    grid = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1))
-    for i, img in enumerate(images):
-        r, c = divmod(i, ncol)
-        grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + c * (w + 1): 1 + c * (w + 1) + w] = img
-    return grid
-
-
-def _save_images(path, rows, titles, side) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.6 * len(rows) + 0.4), squeeze=False)
-    for ax, row, title in zip(axes[:, 0], rows, titles):
-        imgs = row.reshape(-1, side, side).cpu().numpy()
-        ax.imshow(_image_grid(imgs, min(16, len(imgs))), cmap="gray", vmin=0, vmax=1,
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _save_trajectory(path, diffusion, x_test, samples_path, progress) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _save_trajectory(path, diffusion, x_test, samples_path) -> None:
+    plt = _pyplot()
     T = diffusion.num_steps
     steps = (0, T // 2, T)
     fig, axes = plt.subplots(2, 3, figsize=(10, 6.5), sharex=True, sharey=True)
@@ -207,20 +175,20 @@ def run(args: argparse.Namespace) -> None:
         if info["data"] == "continuous":
             samples, path = diffusion.sample(max(args.num_samples, 1000), batch_size=1000,
                                              progress=args.progress, trajectory=True)
-            _save_trajectory(out / "trajectory.png", diffusion, x_test, path, args.progress)
+            _save_trajectory(out / "trajectory.png", diffusion, x_test, path)
         else:
             side = info["image_side"]
             samples = diffusion.sample(args.num_samples, batch_size=256, progress=args.progress)
-            _save_images(out / "samples.png", [samples], [f"{args.data}: diffusion samples "
-                                                          f"(T={args.steps})"], side)
+            save_image_grid(samples.reshape(len(samples), -1), out / "samples.png",
+                            title=f"{args.data}: diffusion samples (T={args.steps})")
             shown = x_test[:16]
             mask = torch.zeros(1, side, side, dtype=torch.bool, device=args.device)
             mask[:, : side // 2] = True  # the top half is known
             mask = mask.reshape(1, *info["event_shape"])
             filled = diffusion.inpaint(shown, mask, progress=args.progress)
-            _save_images(out / "inpainting.png",
-                         [shown, torch.where(mask, shown, 0.5 * torch.ones_like(shown)), filled],
-                         ["test images", "known pixels (top half)", "inpainted"], side)
+            rows = torch.cat([shown, torch.where(mask, shown, torch.full_like(shown, 0.5)), filled])
+            save_image_grid(rows.reshape(len(rows), -1), out / "inpainting.png", ncol=len(shown),
+                            title="rows: test images, known top half, inpainted")
         report["seconds"] = time.time() - start
         write_json(out / "report.json", report)
     print(f"test bound: {report['test_bound_nats']:.2f} nats per point, "
