@@ -4,7 +4,9 @@ import torch
 from torch import nn
 
 from pyro_deepgen.models import GaussianDiffusion
+from pyro_deepgen.models.diffusion_schedules import sohl_schedule
 from pyro_deepgen.nn import TimeMLP, UNet, sinusoidal_embedding
+from tests.diffusion.test_bound import linear_diffusion, optimal_reverse
 
 
 def image_diffusion(device, levels=17, T=6):
@@ -92,3 +94,20 @@ def test_bad_input():
         d.q_sample(torch.randn(4, 2), 4)
     with pytest.raises(ValueError, match="positive"):
         d.sample(0, progress=False)
+
+
+def test_ancestral_sampling_follows_the_reverse_kernels():
+    """With the exact reverse kernels of Gaussian data N(0.7, 0.5^2) (beta_T = 1, so q(x_T) = N(0,1)),
+    every x_t of the sampled trajectory has the forward marginal q(x_t): n=20000 chains, mean and
+    variance within 4 standard errors."""
+    n, T = 20000, 5
+    betas = sohl_schedule(T, max_beta=1.0)
+    d = linear_diffusion(betas, *optimal_reverse(betas))
+    _, path = d.sample(n, progress=False, trajectory=True)
+    for t in range(1, T + 1):
+        mean, var = d.q_marginal(torch.full((1, 1), 0.7, dtype=torch.float64), t)
+        var = var + d.coefficients()["alpha_bar"][t] * 0.25
+        assert abs(path[t].mean() - mean.item()) < 4 * (var.item() / n) ** 0.5
+        assert abs(path[t].var() - var.item()) < 4 * var.item() * (2 / n) ** 0.5
+    # the last step returns the mean of p(x_0 | x_1): its variance is that of E[x_0 | x_1]
+    assert abs(path[0].mean() - 0.7) < 4 * (0.25 / n) ** 0.5
