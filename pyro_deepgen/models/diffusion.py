@@ -21,7 +21,7 @@ from ..distributions.discretized_normal import DiscretizedNormal
 from .diffusion_schedules import make_schedule, schedule_coefficients
 from .vae import data_plate
 
-MEAN_TYPES = ("eps", "x0", "mean")
+MEAN_TYPES = ("eps", "v", "x0", "mean")
 VAR_TYPES = ("learned_range", "learned", "fixed_small", "fixed_large")
 DATA_TYPES = ("continuous", "discrete")
 WEIGHTINGS = ("elbo", "ddpm")
@@ -102,8 +102,13 @@ class GaussianDiffusion(PyroModule):
     shape ``(N,)`` with values in ``1..T``, returning a pair ``(mean_param, var_param)`` of
     tensors of ``x_t``'s shape. ``mean_type`` says what ``mean_param`` is: ``"eps"`` (the
     noise, Ho et al.: :math:`\mu = (x_t - \beta_t\hat\epsilon/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}`),
-    ``"x0"`` (a prediction of :math:`x_0` plugged into the posterior mean) or ``"mean"``
-    (:math:`\mu` itself). ``var_type`` says what ``var_param`` is: ``"learned_range"``
+    ``"v"`` (Salimans & Ho's :math:`v = \sqrt{\bar\alpha_t}\epsilon - \sqrt{1-\bar\alpha_t}x_0`,
+    so :math:`\hat x_0 = \sqrt{\bar\alpha_t}x_t - \sqrt{1-\bar\alpha_t}\hat v`), ``"x0"``
+    (a prediction of :math:`x_0`; both are plugged into the posterior mean) or ``"mean"``
+    (:math:`\mu` itself). The :math:`\epsilon`-parameterization amplifies errors by
+    :math:`1/\sqrt{\alpha_t}`, about 32 at :math:`\beta_t = 0.999` (the last step of the
+    cosine and Sohl-Dickstein schedules), which makes that step's KL term large unless the
+    network is very accurate; ``"v"`` is well conditioned at every t. ``var_type`` says what ``var_param`` is: ``"learned_range"``
     (Nichol & Dhariwal: :math:`\log\Sigma = \tfrac{v+1}2\log\beta_t + \tfrac{1-v}2\log\tilde\beta_t`),
     ``"learned"`` (:math:`\log\Sigma` itself), or it is ignored for the fixed choices
     ``"fixed_small"`` (:math:`\tilde\beta_t`) and ``"fixed_large"`` (:math:`\beta_t`).
@@ -127,7 +132,7 @@ class GaussianDiffusion(PyroModule):
     :param int num_steps: T (default 1000). Ignored when ``schedule`` is a tensor.
     :param schedule: ``"sohl"``, ``"linear"`` (default) or ``"cosine"``
         (see :mod:`~pyro_deepgen.models.diffusion_schedules`), or a tensor of betas.
-    :param str mean_type: ``"eps"`` (default), ``"x0"`` or ``"mean"``.
+    :param str mean_type: ``"eps"`` (default), ``"v"``, ``"x0"`` or ``"mean"``.
     :param str var_type: ``"learned_range"`` (default), ``"learned"``, ``"fixed_small"``,
         ``"fixed_large"``.
     :param str data: ``"continuous"`` (default) or ``"discrete"``.
@@ -142,7 +147,8 @@ class GaussianDiffusion(PyroModule):
     Unsupervised Learning using Nonequilibrium Thermodynamics*, arXiv:1503.03585.
     [2] J. Ho, A. Jain, P. Abbeel, *Denoising Diffusion Probabilistic Models*, arXiv:2006.11239.
     [3] A. Nichol, P. Dhariwal, *Improved Denoising Diffusion Probabilistic Models*,
-    arXiv:2102.09672.
+    arXiv:2102.09672. [4] T. Salimans, J. Ho, *Progressive Distillation for Fast Sampling of
+    Diffusion Models*, arXiv:2202.00512.
     """
 
     def __init__(
@@ -298,7 +304,7 @@ class GaussianDiffusion(PyroModule):
         return mean, log_var
 
     def _p_mean_variance(self, y_t, t, coefs, clip=False):
-        """Mean, log-variance and the implied noise prediction of p(x_{t-1} | x_t)."""
+        """Mean and log-variance of p(x_{t-1} | x_t), and the network's raw mean prediction."""
         out = self.net(y_t, t)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise TypeError("net(x_t, t) must return a pair (mean_param, var_param)")
@@ -320,22 +326,19 @@ class GaussianDiffusion(PyroModule):
             log_var = at("log_betas").expand_as(y_t)
         sqrt_1m = at("sqrt_one_minus_alpha_bar")
         if self.mean_type == "mean":
-            mean = mean_param
-        elif self.mean_type == "eps" and not clip:
-            mean = (y_t - at("betas") / sqrt_1m * mean_param) / at("alphas").sqrt()
-        else:
-            if self.mean_type == "eps":
-                x0_hat = (y_t - sqrt_1m * mean_param) / at("sqrt_alpha_bar")
-            else:
-                x0_hat = mean_param
-            if clip:
-                x0_hat = x0_hat.clamp(-1, 1)
-            mean = at("coef_x0") * x0_hat + at("coef_xt") * y_t
+            return mean_param, log_var, mean_param
         if self.mean_type == "eps" and not clip:
-            eps_hat = mean_param
+            mean = (y_t - at("betas") / sqrt_1m * mean_param) / at("alphas").sqrt()
+            return mean, log_var, mean_param
+        if self.mean_type == "eps":
+            x0_hat = (y_t - sqrt_1m * mean_param) / at("sqrt_alpha_bar")
+        elif self.mean_type == "v":
+            x0_hat = at("sqrt_alpha_bar") * y_t - sqrt_1m * mean_param
         else:
-            eps_hat = (y_t - at("alphas").sqrt() * mean) * sqrt_1m / at("betas")
-        return mean, log_var, eps_hat
+            x0_hat = mean_param
+        if clip:
+            x0_hat = x0_hat.clamp(-1, 1)
+        return at("coef_x0") * x0_hat + at("coef_xt") * y_t, log_var, mean_param
 
     def decoder(self, mean: torch.Tensor, log_var: torch.Tensor) -> dist.Distribution:
         r""":math:`p(x_0\mid x_1)` with event shape ``event_shape`` (chain coordinates)."""
@@ -363,7 +366,7 @@ class GaussianDiffusion(PyroModule):
         draw x_t ~ q(x_t | x_0); also the noise, the reverse kernel and the posterior."""
         noise = torch.randn_like(y0) if noise is None else noise
         y_t = self._q_sample(y0, t, coefs, noise)
-        mean, log_var, eps_hat = self._p_mean_variance(y_t, t, coefs)
+        mean, log_var, pred = self._p_mean_variance(y_t, t, coefs)
         post_mean = self._at(coefs["coef_x0"], t) * y0 + self._at(coefs["coef_xt"], t) * y_t
         post_log_var = self._at(coefs["posterior_log_variance_clipped"], t)
         n = len(y0)
@@ -373,7 +376,16 @@ class GaussianDiffusion(PyroModule):
             idx = first.nonzero().squeeze(-1)
             nll = -self.decoder(mean[idx], log_var[idx]).log_prob(y0[idx])
             kl = kl.index_put((idx,), nll)
-        return kl, noise, eps_hat, (mean, log_var, post_mean, post_log_var, first)
+        return kl, noise, pred, (mean, log_var, post_mean, post_log_var, first)
+
+    def _regression_target(self, y0, noise, t, coefs, post_mean):
+        """What the network's mean output should be: eps, v, x_0 or the posterior mean."""
+        if self.mean_type == "eps":
+            return noise
+        if self.mean_type == "v":
+            return (self._at(coefs["sqrt_alpha_bar"], t) * noise
+                    - self._at(coefs["sqrt_one_minus_alpha_bar"], t) * y0)
+        return y0 if self.mean_type == "x0" else post_mean
 
     def training_loss(
         self,
@@ -391,8 +403,10 @@ class GaussianDiffusion(PyroModule):
 
         with the Gaussian KLs in closed form, so :math:`\mathbb E_t \hat L = -\text{bound}`
         (unbiased). The surrogate (whose gradient is used) is :math:`\hat L` itself for
-        ``weighting="elbo"``, and for ``weighting="ddpm"`` Ho et al.'s reweighting
-        :math:`\|\epsilon-\hat\epsilon_\theta(x_t,t)\|^2` plus Nichol & Dhariwal's
+        ``weighting="elbo"``, and for ``weighting="ddpm"`` Ho et al.'s reweighting, the
+        unweighted regression of the network's mean output on its target
+        (:math:`\|\epsilon-\hat\epsilon_\theta(x_t,t)\|^2` for ``mean_type="eps"``; v, x_0
+        or the posterior mean for the other types) plus Nichol & Dhariwal's
         ``vlb_weight`` times :math:`\hat L` with the mean held fixed (so that a learned
         variance still gets a gradient; the ``L_hybrid`` objective).
 
@@ -412,12 +426,13 @@ class GaussianDiffusion(PyroModule):
             t = self._steps(t, n, y0)
             if bool((t < 1).any()):
                 raise ValueError("t must be in 1..T")
-        term, noise, eps_hat, parts = self._step_terms(y0, t, coefs, noise)
+        term, noise, pred, parts = self._step_terms(y0, t, coefs, noise)
         value = self._prior_kl(y0, coefs) + T * term
         if weighting == "elbo":
             return value, value
         mean, log_var, post_mean, post_log_var, first = parts
-        mse = (noise - eps_hat).pow(2).reshape(n, -1).sum(-1)
+        mse = (self._regression_target(y0, noise, t, coefs, post_mean) - pred).pow(2)
+        mse = mse.reshape(n, -1).sum(-1)
         frozen = normal_kl(post_mean, post_log_var, mean.detach(), log_var).reshape(n, -1).sum(-1)
         if bool(first.any()):
             idx = first.nonzero().squeeze(-1)
