@@ -16,6 +16,7 @@ import torch
 from ..data import load_train_test
 from ..infer import DiffusionELBO
 from ..models import GaussianDiffusion
+from ..models.diffusion import MEAN_TYPES
 from ..models.diffusion_schedules import SCHEDULES
 from ..nn import TimeMLP, UNet
 from ..plotting import _pyplot, save_image_grid
@@ -37,11 +38,11 @@ DATASETS = ("swissroll", "digits", "mnist")
 # per-data defaults for the options left out (the swiss roll is the paper's Figure 1, T=40)
 DEFAULTS: Dict[str, Dict[str, Any]] = {
     "swissroll": dict(steps=40, schedule="sohl", epochs=40, batch_size=128, lr=2e-3, net="mlp",
-                      loss="ddpm", hidden_dims=(128, 128, 128), max_test=2000),
-    "digits": dict(steps=100, schedule="cosine", epochs=30, batch_size=64, lr=2e-3, net="mlp",
-                   loss="ddpm", hidden_dims=(256, 256, 256), max_test=2000),
+                      loss="ddpm", hidden_dims=(128, 128, 128), base_channels=16, max_test=2000),
+    "digits": dict(steps=100, schedule="cosine", epochs=25, batch_size=64, lr=2e-3, net="unet",
+                   loss="ddpm", hidden_dims=(256, 256, 256), base_channels=16, max_test=2000),
     "mnist": dict(steps=200, schedule="cosine", epochs=10, batch_size=64, lr=1e-3, net="unet",
-                  loss="ddpm", hidden_dims=(512, 512, 512), max_test=500),
+                  loss="ddpm", hidden_dims=(512, 512, 512), base_channels=32, max_test=500),
 }
 
 
@@ -62,12 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=("elbo", "ddpm"), default=None,
                         help="gradient weighting of DiffusionELBO: elbo (the bound) or ddpm "
                              "(epsilon-prediction + 1e-3 bound, the default)")
+    parser.add_argument("--mean-type", choices=MEAN_TYPES, default="v",
+                        help="what the network's mean output predicts (default v: well "
+                             "conditioned at every step; eps as in DDPM)")
     parser.add_argument("--net", choices=("mlp", "unet"), default=None,
-                        help="network: mlp (TimeMLP) or unet (images only; default for mnist)")
+                        help="network: mlp (TimeMLP; default for swissroll) or unet (images; "
+                             "default for digits and mnist)")
     parser.add_argument("--hidden-dims", type=int_list, default=None,
                         help="TimeMLP hidden sizes, e.g. 128,128,128")
-    parser.add_argument("--base-channels", type=positive_int, default=32,
-                        help="UNet channels at full resolution (default 32)")
+    parser.add_argument("--base-channels", type=positive_int, default=None,
+                        help="UNet channels at full resolution (default: 16 digits, 32 mnist)")
     parser.add_argument("--num-train", type=positive_int, default=None,
                         help="use at most this many training points (swissroll: points drawn, "
                              "default 10000)")
@@ -101,8 +106,8 @@ def _load(args: argparse.Namespace) -> Tuple[torch.Tensor, torch.Tensor, Dict[st
     if args.data == "swissroll":
         n = args.num_train or 10000
         x_train, x_test = _swiss_roll(n, args.seed), _swiss_roll(args.max_test, args.seed + 1)
-        return x_train, x_test, {"event_shape": (2,), "data": "continuous",
-                                 "test_split": f"{args.max_test} fresh points (seed {args.seed + 1})"}
+        split = f"{args.max_test} fresh points (seed {args.seed + 1})"
+        return x_train, x_test, {"event_shape": (2,), "data": "continuous", "test_split": split}
     tt = load_train_test(args.data, args.data_root, seed=args.seed)
     x_train, x_test = tt.x_train, tt.x_test
     if args.num_train is not None:
@@ -122,7 +127,8 @@ def _build(args: argparse.Namespace, info: Dict[str, Any]) -> GaussianDiffusion:
     else:
         net = TimeMLP(shape[0], args.hidden_dims)
     return GaussianDiffusion(net, shape, num_steps=args.steps, schedule=args.schedule,
-                             data=info["data"], num_levels=info.get("num_levels", 256))
+                             mean_type=args.mean_type, data=info["data"],
+                             num_levels=info.get("num_levels", 256))
 
 
 def _save_trajectory(path, diffusion, x_test, samples_path) -> None:

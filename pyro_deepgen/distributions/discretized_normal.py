@@ -98,7 +98,6 @@ class DiscretizedNormal(TorchDistribution):
         interior = log_normal_cdf_diff(a, b)
         lowest = log_ndtr(b)
         highest = log_ndtr(-a)
-        return torch.where(
-            value < self.low + half, lowest, torch.where(value > self.high - half, highest, interior)
-        )
+        upper = torch.where(value > self.high - half, highest, interior)
+        return torch.where(value < self.low + half, lowest, upper)
 

@@ -66,7 +66,9 @@ class DiffusionELBO(ELBO):
             )
         return diffusion
 
-    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args, **kwargs
+    ) -> torch.Tensor:
         diffusion = self._diffusion(model)
         if not args:
             raise ValueError("DiffusionELBO needs the data x0 as the first argument")

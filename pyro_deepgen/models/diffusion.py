@@ -32,7 +32,8 @@ TimeStep = Union[int, torch.Tensor]
 def normal_kl(
     mean1: torch.Tensor, log_var1: torch.Tensor, mean2: torch.Tensor, log_var2: torch.Tensor
 ) -> torch.Tensor:
-    r"""Elementwise :math:`\mathrm{KL}(\mathcal N(m_1, e^{v_1}) \,\|\, \mathcal N(m_2, e^{v_2}))`."""
+    r"""Elementwise
+    :math:`\mathrm{KL}(\mathcal N(m_1, e^{v_1}) \,\|\, \mathcal N(m_2, e^{v_2}))`."""
     return 0.5 * (
         log_var2 - log_var1 + torch.exp(log_var1 - log_var2)
         + (mean1 - mean2) ** 2 * torch.exp(-log_var2) - 1.0
@@ -101,15 +102,17 @@ class GaussianDiffusion(PyroModule):
     ``net(x_t, t)`` with ``x_t`` of shape ``(N, *event_shape)`` and integer steps ``t`` of
     shape ``(N,)`` with values in ``1..T``, returning a pair ``(mean_param, var_param)`` of
     tensors of ``x_t``'s shape. ``mean_type`` says what ``mean_param`` is: ``"eps"`` (the
-    noise, Ho et al.: :math:`\mu = (x_t - \beta_t\hat\epsilon/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}`),
+    noise, Ho et al.:
+    :math:`\mu = (x_t - \beta_t\hat\epsilon/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}`),
     ``"v"`` (Salimans & Ho's :math:`v = \sqrt{\bar\alpha_t}\epsilon - \sqrt{1-\bar\alpha_t}x_0`,
     so :math:`\hat x_0 = \sqrt{\bar\alpha_t}x_t - \sqrt{1-\bar\alpha_t}\hat v`), ``"x0"``
     (a prediction of :math:`x_0`; both are plugged into the posterior mean) or ``"mean"``
     (:math:`\mu` itself). The :math:`\epsilon`-parameterization amplifies errors by
     :math:`1/\sqrt{\alpha_t}`, about 32 at :math:`\beta_t = 0.999` (the last step of the
     cosine and Sohl-Dickstein schedules), which makes that step's KL term large unless the
-    network is very accurate; ``"v"`` is well conditioned at every t. ``var_type`` says what ``var_param`` is: ``"learned_range"``
-    (Nichol & Dhariwal: :math:`\log\Sigma = \tfrac{v+1}2\log\beta_t + \tfrac{1-v}2\log\tilde\beta_t`),
+    network is very accurate; ``"v"`` is well conditioned at every t. ``var_type`` says what
+    ``var_param`` is: ``"learned_range"`` (Nichol & Dhariwal:
+    :math:`\log\Sigma = \tfrac{v+1}2\log\beta_t + \tfrac{1-v}2\log\tilde\beta_t`),
     ``"learned"`` (:math:`\log\Sigma` itself), or it is ignored for the fixed choices
     ``"fixed_small"`` (:math:`\tilde\beta_t`) and ``"fixed_large"`` (:math:`\beta_t`).
     :class:`~pyro_deepgen.nn.TimeMLP` (vectors) and :class:`~pyro_deepgen.nn.UNet` (images
@@ -165,7 +168,9 @@ class GaussianDiffusion(PyroModule):
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
-            raise TypeError(f"net must be an nn.Module called as net(x_t, t), got {type(net).__name__}")
+            raise TypeError(
+                f"net must be an nn.Module called as net(x_t, t), got {type(net).__name__}"
+            )
         for name, value, allowed in (
             ("mean_type", mean_type, MEAN_TYPES),
             ("var_type", var_type, VAR_TYPES),
@@ -175,7 +180,8 @@ class GaussianDiffusion(PyroModule):
                 raise ValueError(f"{name}={value!r}; use one of {allowed}")
         if data == "discrete" and int(num_levels) < 2:
             raise ValueError(f"num_levels must be at least 2, got {num_levels}")
-        self.event_shape = torch.Size([event_shape] if isinstance(event_shape, int) else event_shape)
+        shape = [event_shape] if isinstance(event_shape, int) else event_shape
+        self.event_shape = torch.Size(shape)
         if len(self.event_shape) == 0 or any(d < 1 for d in self.event_shape):
             raise ValueError(f"event_shape must be non-empty and positive, got {event_shape}")
         if isinstance(schedule, str):
@@ -525,7 +531,9 @@ class GaussianDiffusion(PyroModule):
     def _batches(self, n: int, batch_size: Optional[int], desc: str, progress: bool):
         batch_size = n if batch_size is None else int(batch_size)
         if n < 1 or batch_size < 1:
-            raise ValueError(f"need a positive number of samples and batch_size, got {n}, {batch_size}")
+            raise ValueError(
+                f"need a positive number of samples and batch_size, got {n}, {batch_size}"
+            )
         starts = range(0, n, batch_size)
         bar = tqdm(total=len(starts) * self.num_steps, desc=desc, disable=not progress, leave=False)
         return [(s, min(s + batch_size, n)) for s in starts], bar
@@ -539,7 +547,8 @@ class GaussianDiffusion(PyroModule):
         trajectory: bool = False,
         clip_denoised: Optional[bool] = None,
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        r"""Ancestral sampling :math:`x_T\sim\mathcal N(0,I)`, :math:`x_{t-1}\sim p(x_{t-1}\mid x_t)`,
+        r"""Ancestral sampling :math:`x_T\sim\mathcal N(0,I)`,
+        :math:`x_{t-1}\sim p(x_{t-1}\mid x_t)`,
         and :math:`x_0` = the mean of :math:`p(x_0\mid x_1)` (noise-free last step, as Ho et al.).
 
         Runs in batches of ``batch_size`` (default: all at once) on the module's device with a
@@ -591,7 +600,9 @@ class GaussianDiffusion(PyroModule):
         try:
             mask = mask.to(x.device).expand_as(x)
         except RuntimeError:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(x.shape)}")
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(x.shape)}"
+            )
         known = self.to_chain(x, known=mask)
         clip = self.data == "discrete" if clip_denoised is None else bool(clip_denoised)
         coefs = self.coefficients()

@@ -94,7 +94,9 @@ def schedule_coefficients(betas: torch.Tensor) -> Dict[str, torch.Tensor]:
       :math:`\tilde\beta_1` replaced by :math:`\tilde\beta_2` (by :math:`\beta_1` when T=1).
     """
     if betas.dim() != 1 or len(betas) < 1:
-        raise ValueError(f"betas must be a 1-d tensor of length T >= 1, got shape {tuple(betas.shape)}")
+        raise ValueError(
+            f"betas must be a 1-d tensor of length T >= 1, got shape {tuple(betas.shape)}"
+        )
     if not bool(((betas > 0) & (betas <= 1)).all()):
         raise ValueError("every beta_t must lie in (0, 1]")
     b = torch.cat([betas.new_zeros(1), betas.double()])

@@ -69,7 +69,9 @@ class TimeMLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
         emb = sinusoidal_embedding(t, self.time_dim).to(x.dtype)
         h = x
         for layer, time_layer in zip(self.layers, self.time_layers):

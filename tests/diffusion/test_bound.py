@@ -12,14 +12,18 @@ from torch import nn
 
 from pyro_deepgen.infer import DiffusionELBO
 from pyro_deepgen.models import GaussianDiffusion
-from pyro_deepgen.models.diffusion_schedules import linear_schedule, schedule_coefficients, sohl_schedule
+from pyro_deepgen.models.diffusion_schedules import (
+    linear_schedule,
+    schedule_coefficients,
+    sohl_schedule,
+)
 from pyro_deepgen.nn import TimeMLP
 
 DATA_MEAN, DATA_STD = 0.7, 0.5
 
 
 class LinearReverse(nn.Module):
-    """p(x_{t-1} | x_t) = N(a_t x_t + b_t, exp(c_t)): use with mean_type="mean", var_type="learned"."""
+    """p(x_{t-1} | x_t) = N(a_t x_t + b_t, exp(c_t)), for mean_type="mean", var_type="learned"."""
 
     def __init__(self, a, b, c):
         super().__init__()
@@ -67,7 +71,9 @@ def trace_elbo_per_point(diffusion, x0):
 
 
 def _sample_sites(trace):
-    return {n: s for n, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)}
+    return {
+        n: s for n, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)
+    }
 
 
 def linear_diffusion(betas, a, b, c):
@@ -82,9 +88,11 @@ def test_optimal_reverse_process_makes_the_bound_exact():
     betas = sohl_schedule(5, max_beta=1.0)
     d = linear_diffusion(betas, *optimal_reverse(betas))
     x0 = (DATA_MEAN + DATA_STD * torch.randn(4000, 1)).double()
-    log_p = normal_logpdf(x0[:, 0], torch.tensor(DATA_MEAN).double(), torch.tensor(DATA_STD**2).double())
+    log_p = normal_logpdf(x0[:, 0], torch.tensor(DATA_MEAN).double(),
+                          torch.tensor(DATA_STD**2).double())
     assert torch.allclose(trace_elbo_per_point(d, x0[:50]), log_p[:50], atol=1e-8)
-    assert Trace_ELBO().loss(d.model, d.guide, x0[:50]) == pytest.approx(-log_p[:50].sum().item(), abs=1e-6)
+    loss = Trace_ELBO().loss(d.model, d.guide, x0[:50])
+    assert loss == pytest.approx(-log_p[:50].sum().item(), abs=1e-6)
     gap = d.bound(x0).nats - log_p
     assert d.bound(x0).terms[:, -1].abs().max() < 1e-12  # L_T = 0 exactly
     assert gap.mean().abs() < 4 * gap.std() / math.sqrt(len(gap))
@@ -124,16 +132,19 @@ def test_training_loss_is_unbiased_for_the_bound():
     diff = value - neg_bound
     assert diff.mean().abs() < 4 * diff.std() / math.sqrt(len(x0))
     loss = DiffusionELBO().loss(d.model, d.guide, x0)
-    assert loss / len(x0) == pytest.approx(neg_bound.mean().item(), abs=4 * diff.std().item() / math.sqrt(len(x0)))
+    tol = 4 * diff.std().item() / math.sqrt(len(x0))
+    assert loss / len(x0) == pytest.approx(neg_bound.mean().item(), abs=tol)
 
 
 def test_one_step_diffusion_is_a_gaussian_vae_with_fixed_encoder():
-    """T=1: q(x_1|x_0) = N(sqrt(1-beta) x_0, beta), p(x_1) = N(0, I), p(x_0|x_1) = N(mu(x_1), sigma^2).
+    """T=1: q(x_1|x_0) = N(sqrt(1-beta) x_0, beta), p(x_1) = N(0, I),
+    p(x_0|x_1) = N(mu(x_1), sigma^2).
     The model/guide traces and the training loss equal a hand-written one-step VAE ELBO."""
     beta = 0.3
     net = TimeMLP(2, (16,))
     nn.init.normal_(net.out.weight, std=0.3)
-    d = GaussianDiffusion(net, 2, schedule=torch.tensor([beta]), mean_type="x0", var_type="learned").double()
+    d = GaussianDiffusion(net, 2, schedule=torch.tensor([beta]), mean_type="x0",
+                          var_type="learned").double()
     x0 = torch.randn(7, 2).double()
     noise = torch.randn(7, 2).double()
     x1 = math.sqrt(1 - beta) * x0 + math.sqrt(beta) * noise
@@ -151,7 +162,8 @@ def test_one_step_diffusion_is_a_gaussian_vae_with_fixed_encoder():
     hand = (
         -0.5 * (2 * math.log(2 * math.pi) + (z**2).sum(-1))  # log p(x_1)
         + (-0.5 * (math.log(2 * math.pi) + log_var + (x0 - mu) ** 2 / log_var.exp())).sum(-1)
-        + 0.5 * (2 * math.log(2 * math.pi * beta) + ((z - math.sqrt(1 - beta) * x0) ** 2).sum(-1) / beta)
+        + 0.5 * (2 * math.log(2 * math.pi * beta)
+                 + ((z - math.sqrt(1 - beta) * x0) ** 2).sum(-1) / beta)  # -log q(x_1 | x_0)
     )
     model_trace = poutine.trace(poutine.replay(d.model, trace=guide_trace)).get_trace(x0)
     model_trace.compute_log_prob()
@@ -185,7 +197,8 @@ def test_num_data_scales_the_loss():
     pyro.set_rng_seed(1)
     full = DiffusionELBO().loss(d.model, d.guide, x0)
     pyro.set_rng_seed(1)
-    assert DiffusionELBO().loss(d.model, d.guide, x0, num_data=100) == pytest.approx(10 * full, rel=1e-5)
+    scaled = DiffusionELBO().loss(d.model, d.guide, x0, num_data=100)
+    assert scaled == pytest.approx(10 * full, rel=1e-5)
     with pytest.raises(TypeError, match="diffusion.model"):
         DiffusionELBO().loss(lambda x: None, None, x0)
     with pytest.raises(ValueError, match="weighting"):

@@ -24,7 +24,8 @@ def test_swissroll(tmp_path):
 @pytest.mark.parametrize("net", ["mlp", "unet"])
 def test_digits(tmp_path, net):
     out = tmp_path / "digits"
-    args = ["diffusion", "--data", "digits", "--num-train", "64", "--net", net, "--hidden-dims", "16",
+    args = ["diffusion", "--data", "digits", "--num-train", "64", "--net", net,
+            "--hidden-dims", "16",
             "--base-channels", "8", "--schedule", "linear", "--out", str(out), *TINY]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())

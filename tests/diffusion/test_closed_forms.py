@@ -43,7 +43,8 @@ def test_schedules():
 
 
 def test_forward_marginal_matches_simulated_chain():
-    """Sample the guide's chain x_1..x_T step by step (n=20000 copies of x_0 = 1.5, T=10) and compare
+    """Sample the guide's chain x_1..x_T step by step (n=20000 copies of x_0 = 1.5, T=10) and
+    compare
     the mean and variance of every x_t with q(x_t | x_0): 4 standard errors (the variance's standard
     error is var * sqrt(2/n))."""
     n, T = 20000, 10
@@ -78,7 +79,9 @@ def test_posterior_matches_bayes_rule_on_a_grid(schedule, t):
     else:
         log_prior = None
     beta = c["betas"][t].item()
-    log_lik = torch.tensor(norm.logpdf(xt.item(), math.sqrt(1 - beta) * grid.numpy(), math.sqrt(beta)))
+    log_lik = torch.tensor(
+        norm.logpdf(xt.item(), math.sqrt(1 - beta) * grid.numpy(), math.sqrt(beta))
+    )
     mean, var = d.q_posterior(x0, xt, t)
     if log_prior is None:  # t = 1: the posterior of x_0 given x_0 is a point mass
         assert mean.item() == pytest.approx(x0.item()) and var.item() == 0

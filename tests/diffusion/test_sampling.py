@@ -60,7 +60,8 @@ def test_inpainting_continuous_vectors(device):
 def test_networks():
     t = torch.tensor([1, 5, 1000])
     e = sinusoidal_embedding(t, 7)
-    assert e.shape == (3, 7) and torch.allclose(e[:, :3].pow(2) + e[:, 3:6].pow(2), torch.ones(3, 3))
+    assert e.shape == (3, 7)
+    assert torch.allclose(e[:, :3].pow(2) + e[:, 3:6].pow(2), torch.ones(3, 3))
     mean, var = TimeMLP(5)(torch.randn(3, 5), t)
     assert mean.shape == var.shape == (3, 5) and (mean == 0).all()  # zero-initialized output layer
     net = UNet(1, base_channels=8, channel_mults=(1, 2, 2))
@@ -80,7 +81,7 @@ def test_bad_input():
     with pytest.raises(TypeError, match="nn.Module"):
         GaussianDiffusion(lambda x, t: (x, x), 2)
     with pytest.raises(ValueError, match="mean_type"):
-        GaussianDiffusion(TimeMLP(2), 2, mean_type="v")
+        GaussianDiffusion(TimeMLP(2), 2, mean_type="score")
     with pytest.raises(ValueError, match="var_type"):
         GaussianDiffusion(TimeMLP(2), 2, var_type="small")
     with pytest.raises(ValueError, match="data"):
@@ -97,7 +98,8 @@ def test_bad_input():
 
 
 def test_ancestral_sampling_follows_the_reverse_kernels():
-    """With the exact reverse kernels of Gaussian data N(0.7, 0.5^2) (beta_T = 1, so q(x_T) = N(0,1)),
+    """With the exact reverse kernels of Gaussian data N(0.7, 0.5^2) (beta_T = 1, so
+    q(x_T) = N(0,1)),
     every x_t of the sampled trajectory has the forward marginal q(x_t): n=20000 chains, mean and
     variance within 4 standard errors."""
     n, T = 20000, 5
