@@ -24,9 +24,14 @@ class DiffusionELBO(ELBO):
     where :math:`\ell_1 = -\log p(x_0\mid x_1)` and :math:`\ell_t = \mathrm{KL}(q(x_{t-1}\mid
     x_t,x_0)\,\|\,p(x_{t-1}\mid x_t))` are evaluated in closed form at one draw of
     :math:`q(x_t\mid x_0)`. Its expectation is exactly ``Trace_ELBO().loss(model, guide, x0)``
-    (the negative diffusion bound), with a cost of one network call instead of T and a much
-    smaller variance. The value returned is always this unbiased estimate; the gradient comes
-    from a surrogate chosen by ``weighting``:
+    (the negative diffusion bound), at a cost of one network call per data point instead of
+    T. The closed-form KLs remove the Monte Carlo noise of each step's log-ratio, but drawing
+    one t and multiplying by T adds variance to the *value*: for a trained model one
+    ``Trace_ELBO`` particle has the smaller variance (use
+    :meth:`~pyro_deepgen.models.GaussianDiffusion.bound` to evaluate). What makes this loss the
+    one to train with is its cost and, with ``weighting="ddpm"``, a well-scaled gradient.
+    The value returned is always this unbiased estimate; the gradient comes from a surrogate
+    chosen by ``weighting``:
 
     - ``"elbo"``: the gradient of :math:`\hat L` itself (unbiased for the bound);
     - ``"ddpm"``: Ho et al.'s :math:`\epsilon`-prediction reweighting

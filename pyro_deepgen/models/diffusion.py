@@ -452,7 +452,12 @@ class GaussianDiffusion(PyroModule):
 
         Each :math:`L_{t-1}` is the closed-form KL at one draw :math:`x_t\sim q(x_t\mid x_0)`
         (independent across t), :math:`L_T` is exact; the sum is an unbiased estimate of the
-        bound, with much lower variance than one ``Trace_ELBO`` particle.
+        bound that also gives each term. It costs the same T network calls as one
+        ``Trace_ELBO`` particle, batched over t. Its variance is *not* smaller for a trained
+        model: along one joint trajectory the log-ratios of ``Trace_ELBO`` largely cancel, while
+        the independent draws here do not (measured on 2-D data, T=100, trained TimeMLP:
+        per-point variance 2.6 here vs 0.10 for ``Trace_ELBO``); average over the data or
+        repeat the call to shrink the Monte Carlo error.
 
         :param x0: data ``(N, *event_shape)``.
         :param chunk_size: number of time steps evaluated per network call (default: about
