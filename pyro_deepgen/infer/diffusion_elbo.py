@@ -1,4 +1,4 @@
-"""The low-variance training objective of a Gaussian diffusion model, as a Pyro ELBO."""
+"""The one-step closed-form training objective of a Gaussian diffusion model, as a Pyro ELBO."""
 from typing import Any, Callable
 
 import torch
