@@ -125,6 +125,10 @@ def test_discrete_bound_is_in_bits_per_dim():
     b = d.bound(x)
     assert (b.nats < 0).all()
     assert torch.allclose(b.bits_per_dim, -b.nats / (4 * math.log(2)))
+    t = d.bound(x, estimator="trajectory")
+    assert (t.nats < 0).all() and torch.allclose(t.terms.sum(-1), -t.nats)
+    with pytest.raises(ValueError, match="estimator"):
+        d.bound(x, estimator="iwae")
     with pytest.raises(ValueError, match="k/255"):
         d.bound(x + 0.001)
     with pytest.raises(ValueError, match="shape"):
