@@ -4,7 +4,8 @@ Writes into --out: ``report.json`` (test bound in nats per data point and bits p
 estimated along one forward trajectory per test point, and as the sum of closed-form KL
 terms, with standard errors; seconds, epochs, settings) and, for images (digits, mnist),
 ``samples.png`` and ``inpainting.png`` (lower half of test images filled in), or, for the
-2-D swiss roll, ``trajectory.png`` (the forward trajectory and the reverse samples, as the paper's Figure 1).
+2-D swiss roll, ``trajectory.png`` (the forward trajectory and the reverse samples, as the
+paper's Figure 1).
 Settings left out take per-data defaults sized to finish in about a minute on two CPU cores
 (swissroll, digits); mnist takes several minutes on the 5000-image subset and proportionally
 longer on the full 60000 (use --epochs, --num-train or --device cuda).
