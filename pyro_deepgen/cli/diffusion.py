@@ -154,6 +154,14 @@ def _save_trajectory(path, diffusion, x_test, samples_path) -> None:
     plt.close(fig)
 
 
+def _cosine_decay(epochs: int):
+    """Learning rate annealed from lr to lr/10 along a half cosine over the epochs."""
+    def schedule(optimizer):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs, eta_min=optimizer.param_groups[0]["lr"] / 10)
+    return schedule
+
+
 def run(args: argparse.Namespace) -> None:
     _resolve(args)
     torch.manual_seed(args.seed)
@@ -164,7 +172,8 @@ def run(args: argparse.Namespace) -> None:
     with atomic_output_dir(args.out) as out:
         history = fit(diffusion.model, diffusion.guide, x_train, loss=DiffusionELBO(args.loss),
                       lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                      clip_norm=1.0, progress=args.progress)
+                      clip_norm=1.0, lr_schedule=_cosine_decay(args.epochs),
+                      progress=args.progress)
         train_seconds = time.time() - start
         diffusion.eval()
         # the bound two ways: one joint forward trajectory per point (= a Trace_ELBO particle;
