@@ -18,6 +18,7 @@ arXiv:1509.00519.
 import math
 from typing import Callable, Optional
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
@@ -47,9 +48,11 @@ def _local_log_weight_chunks(model, guide, args, kwargs, num_samples, chunk_size
     done = 0
     while done < num_samples:
         p = min(chunk_size, num_samples - done)
-        model_trace, guide_trace = vectorized_traces(
-            model, guide, args, kwargs, p, max_plate_nesting
-        )
+        # The first pass above ran with validation; skip the per-chunk argument checks.
+        with pyro.validation_enabled(False):
+            model_trace, guide_trace = vectorized_traces(
+                model, guide, args, kwargs, p, max_plate_nesting
+            )
         w = log_weights(model_trace, guide_trace, max_plate_nesting, plate_name)
         if w.global_latents:
             raise ValueError(

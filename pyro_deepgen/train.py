@@ -24,6 +24,8 @@ from pyro import poutine
 from pyro.optim import PyroOptim
 from tqdm.auto import tqdm
 
+from .data.binarization import dynamic_binarize
+
 CHECKPOINT_VERSION = 1
 BINARIZE_CHOICES = (None, "dynamic")
 
@@ -327,7 +329,7 @@ def fit(
             epoch_data = train_data
             if binarize == "dynamic":
                 gb = torch.Generator(device=train_data[0].device).manual_seed(seed * 1_000_003 + epoch)
-                epoch_data = (torch.bernoulli(train_data[0], generator=gb),) + train_data[1:]
+                epoch_data = (dynamic_binarize(train_data[0], gb),) + train_data[1:]
             total, seen = 0.0, 0
             for step in range(steps_per_epoch):
                 idx = order[step * batch_size:(step + 1) * batch_size]

@@ -28,6 +28,7 @@ from .common import (
 
 HELP = "train and evaluate a variational autoencoder"
 ELBOS = ("trace", "iwae", "stl", "dreg", "vimco", "hvi")
+PSIS_MIN_SAMPLES = 21  # PSIS fits the largest ceil(min(S/5, 3 sqrt(S))) >= 5 weights
 GUIDES = ("diagonal", "planar", "radial", "iaf", "nice", "realnvp")
 
 
@@ -135,16 +136,16 @@ def evaluate_vae(vae: VAE, guide, x_train, x_test, num_samples: int) -> dict:
     test_elbo = evaluate.elbo(vae.model, guide, x_test, num_samples=10).mean().item()
     log_w = evaluate.log_importance_weights(vae.model, guide, x_test, num_samples=num_samples)
     ll = torch.logsumexp(log_w, 0) - math.log(num_samples)
-    khat = psis_khat(log_w)
+    khat = psis_khat(log_w) if num_samples >= PSIS_MIN_SAMPLES else None
     return {
         "train_elbo": train_elbo,
         "test_elbo": test_elbo,
         "test_log_likelihood": ll.mean().item(),
         "eval_samples": num_samples,
         "active_units": evaluate.active_units(vae.model, guide, x_test),
-        "khat_median": khat.median().item(),
-        "khat_max": khat.max().item(),
-        "khat_fraction_above_0.7": (khat > 0.7).float().mean().item(),
+        "khat_median": None if khat is None else khat.median().item(),
+        "khat_max": None if khat is None else khat.max().item(),
+        "khat_fraction_above_0.7": None if khat is None else (khat > 0.7).float().mean().item(),
     }
 
 
@@ -167,7 +168,8 @@ def print_summary(report: dict) -> None:
         ("test ELBO", f"{report['test_elbo']:.2f}"),
         (f"test log p(x) (K={report['eval_samples']})", f"{report['test_log_likelihood']:.2f}"),
         ("active units", f"{report['active_units']}"),
-        ("k-hat median / max", f"{report['khat_median']:.2f} / {report['khat_max']:.2f}"),
+        ("k-hat median / max", "n/a (needs --eval-samples >= 21)" if report["khat_max"] is None
+         else f"{report['khat_median']:.2f} / {report['khat_max']:.2f}"),
         ("test split", report["test_split"]),
         ("epochs / seconds", f"{report['epochs']} / {report['seconds']:.1f}"),
     ]

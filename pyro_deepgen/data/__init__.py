@@ -1,6 +1,8 @@
 """pyro_deepgen.data"""
+from .binarization import BINARIZE_METHODS  # noqa: F401
 from .binarization import binarize  # noqa: F401
 from .binarization import binarize_split  # noqa: F401
+from .binarization import check_binarize  # noqa: F401
 from .binarization import dynamic_binarize  # noqa: F401
 from .digits import load_digits  # noqa: F401
 from .download import DownloadError  # noqa: F401
@@ -11,3 +13,7 @@ from .mnist import load_mnist  # noqa: F401
 from .split import holdout_indices  # noqa: F401
 from .train_test import TrainTestData  # noqa: F401
 from .train_test import load_train_test  # noqa: F401
+from .toy import ENERGIES  # noqa: F401
+from .toy import EnergyModel  # noqa: F401
+from .toy import TOY_DATASETS  # noqa: F401
+from .toy import log_partition_grid  # noqa: F401

@@ -1,1 +1,4 @@
 """pyro_deepgen.guides"""
+from .amortized_flow import AmortizedFlowGuide  # noqa: F401
+from .amortized_flow import flow_vae  # noqa: F401
+from .auto_flow import AutoFlow  # noqa: F401

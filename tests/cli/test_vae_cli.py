@@ -1,13 +1,15 @@
 """`pyro-deepgen vae` end to end with tiny settings, and its argument errors."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pyro_deepgen.cli import main
 
-TINY = ["--epochs", "2", "--hidden", "16", "--eval-samples", "20", "--no-progress"]
+TINY = ["--epochs", "2", "--hidden", "16", "--eval-samples", "25", "--no-progress"]
 
 
 def test_vae_cli_writes_report_and_figures(tmp_path):
@@ -45,6 +47,8 @@ def test_missing_data_root_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_console_script_exit_code_for_bad_argument(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-m", "pyro_deepgen", "vae", "--epochs", "-3"],
-                       capture_output=True, text=True, cwd=tmp_path)
+                       capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 2 and "--epochs" in r.stderr

@@ -1,37 +1,9 @@
-"""Helpers that write tiny synthetic MNIST-style IDX files."""
-import gzip
+"""Fixtures of the data tests: a folder with a tiny synthetic MNIST."""
 import os
-import struct
 
-import numpy as np
 import pytest
 
-IDX_CODES = {np.dtype("uint8"): 0x08, np.dtype("int32"): 0x0C, np.dtype("float32"): 0x0D}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of ``array`` (header + big-endian data)."""
-    array = np.asarray(array)
-    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim])
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path, array, gz=False):
-    data = idx_bytes(array)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with (gzip.open if gz else open)(path, "wb") as f:
-        f.write(data)
-    return path
-
-
-def fake_mnist(n, seed):
-    """n random 28x28 uint8 images (including 0 and 255) and labels in 0..9."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-    images[0, 0, 0], images[0, 0, 1] = 0, 255
-    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-    return images, labels
+from .idx_files import fake_mnist, write_idx
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ import re
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx
 
 from pyro_deepgen.data import CorruptDataError, read_idx
+
+from .idx_files import idx_bytes, write_idx
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])

@@ -7,11 +7,12 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import fake_mnist, idx_bytes, write_idx
 
 import pyro_deepgen.data.download as download_module
 import pyro_deepgen.data.mnist as mnist_module
 from pyro_deepgen.data import CorruptDataError, DownloadError, load_mnist
+
+from .idx_files import fake_mnist, idx_bytes, write_idx
 
 
 def _read(path):

@@ -1,0 +1,241 @@
+"""Binary RBMs on binarized MNIST-5k: training speed against scikit-learn, AIS test log-likelihood
+of CD-1, CD-k and PCD, samples, and (from ``benchmarks/rbm_deep.py``) DBN, DBM and wake-sleep.
+
+1. **Speed.** Time per epoch of ``ContrastiveDivergence`` (CD-1, CD-k, PCD) trained through
+   ``pyro_deepgen.train.fit`` against ``sklearn.neural_network.BernoulliRBM`` (PCD-1) with the
+   same settings (500 hidden units, batch 100, learning rate 0.05, plain SGD), in this process.
+   Epochs alternate between the contenders for ``--rounds`` rounds and the medians are compared.
+   scikit-learn computes in the dtype of its input: float64 for images scaled from uint8 (its
+   usual use) and float32 when given float32; both ratios are printed. The package runs in
+   float32.
+2. **Quality.** Each model (and scikit-learn's, whose weights are copied into an ``RBM``) is
+   trained for ``--epochs`` epochs; AIS (``ais_log_partition``, the paper's 14,500 temperatures
+   and 100 runs unless ``--ais-betas``/``--ais-runs``) gives log Z and the test log-likelihood
+   mean(-F(v)) - log Z. Expected (Salakhutdinov & Murray 2008): CD-25 > CD-1.
+3. ``samples.png``: fantasy particles of every model (rows).
+4. DBN / DBM bounds and wake-sleep vs reweighted wake-sleep, if ``benchmarks/rbm_deep.py`` exists
+   (``--skip-deep`` to leave them out).
+
+    python benchmarks/rbm.py [--quick] [--out results/rbm] [--data-root DIR]
+"""
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+from pyro_deepgen.data import load_train_test
+from pyro_deepgen.infer import (
+    ContrastiveDivergence,
+    ais_log_partition,
+    default_ais_schedule,
+    mean_log_likelihood,
+)
+from pyro_deepgen.models import RBM
+from pyro_deepgen.plotting import save_image_grid
+from pyro_deepgen.train import fit
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# ../shared/data/mnist-5k next to the repository (one level further up from a git worktree)
+DATA_ROOT = next(
+    (p for p in (REPO.parent / "shared/data/mnist-5k", REPO.parent.parent / "shared/data/mnist-5k")
+     if p.exists()),
+    REPO.parent / "shared/data/mnist-5k",
+)
+
+
+def train_ours(x, hidden, loss, epochs, lr, batch_size, seed, init=None):
+    """An RBM trained by ``fit`` with plain SGD (as scikit-learn); returns (rbm, epoch seconds).
+
+    The visible biases start at the log-odds of the data marginals (Hinton's guide)."""
+    pyro.set_rng_seed(seed)
+    rbm = RBM(x.shape[1], hidden)
+    if init is not None:
+        rbm.load_state_dict(init.state_dict())
+    else:
+        with torch.no_grad():
+            p = x.mean(0).clamp(1e-3, 1 - 1e-3)
+            rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+    times = []
+    stamp = [time.perf_counter()]
+
+    def callback(epoch, history):
+        now = time.perf_counter()
+        times.append(now - stamp[0])
+        stamp[0] = now
+
+    fit(rbm, None, x, loss=loss, module=rbm, epochs=epochs, batch_size=batch_size, seed=seed,
+        optimizer=lambda params: torch.optim.SGD(params, lr=lr / batch_size), progress=False,
+        callback=callback)
+    return rbm, times
+
+
+def sklearn_rbm(hidden, lr, batch_size, epochs, seed):
+    from sklearn.neural_network import BernoulliRBM
+
+    return BernoulliRBM(n_components=hidden, learning_rate=lr, batch_size=batch_size,
+                        n_iter=epochs, random_state=seed)
+
+
+def from_sklearn(model) -> RBM:
+    """scikit-learn's weights in an ``RBM`` (same energy: -b'v - c'h - h'Wv)."""
+    rbm = RBM(model.components_.shape[1], model.components_.shape[0])
+    with torch.no_grad():
+        rbm.weight.copy_(torch.as_tensor(model.components_, dtype=torch.float32))
+        rbm.visible_bias.copy_(torch.as_tensor(model.intercept_visible_, dtype=torch.float32))
+        rbm.hidden_bias.copy_(torch.as_tensor(model.intercept_hidden_, dtype=torch.float32))
+    return rbm
+
+
+def speed(x, methods, args):
+    """Median seconds per epoch over alternating rounds; scikit-learn in float64 and float32."""
+    x64, x32 = x.double().numpy(), x.numpy()
+    times = {name: [] for name in ["sklearn_float64", "sklearn_float32", *methods]}
+    for name, make_loss in methods.items():  # warm-up: first-call costs are not per epoch
+        train_ours(x[:2 * args.batch_size], args.hidden, make_loss(), 1, args.lr,
+                   args.batch_size, args.seed)
+    sklearn_rbm(args.hidden, args.lr, args.batch_size, 1, args.seed).fit(x64[:2 * args.batch_size])
+    for r in range(args.rounds):
+        for dtype_name, xs in (("sklearn_float64", x64), ("sklearn_float32", x32)):
+            model = sklearn_rbm(args.hidden, args.lr, args.batch_size, 1, args.seed + r)
+            t = time.perf_counter()
+            model.fit(xs)
+            times[dtype_name].append(time.perf_counter() - t)
+        for name, make_loss in methods.items():
+            _, epoch_times = train_ours(x, args.hidden, make_loss(), 1, args.lr, args.batch_size,
+                                        args.seed + r)
+            times[name].append(epoch_times[0])
+    med = {name: statistics.median(t) for name, t in times.items()}
+    res = {"seconds_per_epoch": med, "rounds": args.rounds}
+    for name in methods:
+        res[f"{name}_speedup_vs_sklearn_float64"] = med["sklearn_float64"] / med[name]
+        res[f"{name}_speedup_vs_sklearn_float32"] = med["sklearn_float32"] / med[name]
+    print(f"[speed] seconds per epoch ({len(x)} images, {args.hidden} hidden, batch "
+          f"{args.batch_size}; medians of {args.rounds} alternating rounds):")
+    print(f"  scikit-learn BernoulliRBM (PCD-1): float64 {med['sklearn_float64']:.3f} s, "
+          f"float32 {med['sklearn_float32']:.3f} s")
+    for name in methods:
+        print(f"  pyro_deepgen {name:6s}: {med[name]:.3f} s  -> "
+              f"{res[f'{name}_speedup_vs_sklearn_float64']:.2f}x faster than scikit-learn "
+              f"float64, {res[f'{name}_speedup_vs_sklearn_float32']:.2f}x than float32")
+    return res
+
+
+def quality(x_train, x_test, methods, args):
+    betas = default_ais_schedule(args.ais_betas)
+    res, samples = {}, []
+    trained = {}
+    for name, make_loss in methods.items():
+        rbm, epoch_times = train_ours(x_train, args.hidden, make_loss(), args.epochs, args.lr,
+                                      args.batch_size, args.seed)
+        trained[name] = (rbm, sum(epoch_times))
+    model = sklearn_rbm(args.hidden, args.lr, args.batch_size, args.epochs, args.seed)
+    t = time.perf_counter()
+    model.fit(x_train.double().numpy())
+    trained["sklearn_PCD"] = (from_sklearn(model), time.perf_counter() - t)
+    for name, (rbm, train_seconds) in trained.items():
+        t = time.perf_counter()
+        pyro.set_rng_seed(args.seed)
+        log_z, se = ais_log_partition(rbm, betas, args.ais_runs, base_rate=x_train)
+        ais_seconds = time.perf_counter() - t
+        res[name] = {
+            "test_log_likelihood": mean_log_likelihood(rbm, x_test, log_z).item(),
+            "train_log_likelihood": mean_log_likelihood(rbm, x_train, log_z).item(),
+            "log_z": log_z.item(), "log_z_stderr": se.item(),
+            "train_seconds": train_seconds, "ais_seconds": ais_seconds,
+        }
+        samples.append(rbm.sample(16, num_steps=args.gibbs_steps))
+        print(f"[quality] {name:12s}: test log-likelihood {res[name]['test_log_likelihood']:8.2f}"
+              f" nats (log Z {log_z.item():.2f} +- {se.item():.2f}; AIS {len(betas) - 1} betas x "
+              f"{args.ais_runs} runs, {ais_seconds:.0f} s; trained {train_seconds:.0f} s)")
+    cd1, cdk = res.get("CD-1"), res.get(f"CD-{args.cd_k}")
+    if cd1 and cdk:
+        res[f"CD-{args.cd_k}_minus_CD-1"] = cdk["test_log_likelihood"] - cd1["test_log_likelihood"]
+        print(f"[quality] CD-{args.cd_k} - CD-1 = {res[f'CD-{args.cd_k}_minus_CD-1']:+.2f} nats "
+              "(expected > 0)")
+    res["ais_betas"], res["ais_runs"], res["epochs"] = len(betas) - 1, args.ais_runs, args.epochs
+    if args.out:
+        path = Path(args.out) / "samples.png"
+        save_image_grid(torch.cat(samples), path, ncol=16,
+                        title="rows: " + ", ".join(trained) + f" ({args.gibbs_steps} sweeps)")
+        res["samples"] = str(path)
+    return res
+
+
+def deep(x_train, x_test, args):
+    path = HERE / "rbm_deep.py"
+    if args.skip_deep or not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("rbm_deep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"dbn_dbm": module.run_dbn_dbm(x_train, x_test, args),
+            "wake_sleep": module.run_wake_sleep(x_train, x_test, args)}
+
+
+def main(args):
+    if args.quick:
+        args.hidden, args.epochs, args.rounds = min(args.hidden, 100), 1, 1
+        args.ais_betas, args.ais_runs, args.gibbs_steps = 200, 10, 20
+        args.cd_k = min(args.cd_k, 5)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    data = load_train_test("mnist", args.data_root, binarize="threshold", seed=args.seed)
+    x_train, x_test = data.x_train, data.x_test
+    if args.quick:
+        x_train, x_test = x_train[:1000], x_test[:200]
+    print(f"MNIST-5k binarized at 0.5: {len(x_train)} train, {len(x_test)} test "
+          f"({data.test_split}); torch threads {torch.get_num_threads()}")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    methods = {
+        "CD-1": lambda: ContrastiveDivergence(k=1),
+        f"CD-{args.cd_k}": lambda: ContrastiveDivergence(k=args.cd_k),
+        "PCD": lambda: ContrastiveDivergence(k=1, persistent=True),
+    }
+    results = {"data": "mnist-5k", "test_split": data.test_split, "quick": bool(args.quick),
+               "hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr,
+               "num_train": len(x_train), "num_test": len(x_test)}
+    results["speed"] = speed(x_train, methods, args)
+    results["quality"] = quality(x_train, x_test, methods, args)
+    results["deep"] = deep(x_train, x_test, args)
+    if args.out:
+        (Path(args.out) / "rbm.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny settings, to check the script runs")
+    parser.add_argument("--out", default=None, help="folder for rbm.json and the sample figures")
+    parser.add_argument("--hidden", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of every model")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=0.05,
+                        help="learning rate per example (scikit-learn's learning_rate)")
+    parser.add_argument("--cd-k", type=int, default=25, help="the k of CD-k (default 25)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    parser.add_argument("--ais-betas", type=int, default=None,
+                        help="AIS temperatures (default: the paper's 14,500)")
+    parser.add_argument("--ais-runs", type=int, default=100)
+    parser.add_argument("--gibbs-steps", type=int, default=1000, help="sweeps for the samples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip-deep", action="store_true",
+                        help="leave out the DBN/DBM and wake-sleep sections")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    main(parser.parse_args())

@@ -1,0 +1,188 @@
+r"""Deep belief network (Hinton, Osindero & Teh 2006): a stack of greedily trained RBMs."""
+from typing import List, Optional, Sequence
+
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from .rbm import MAX_ENUMERATED_UNITS, RBM, binary_states
+
+PROPAGATE = ("sample", "mean")
+
+
+class DBN(PyroModule):
+    r"""A deep belief network over layers :math:`v = h^0, h^1, \dots, h^L`.
+
+    The generative model is an RBM over the top two layers and directed sigmoid layers below,
+    all sharing the weights :math:`W_l` of the stacked RBMs ``rbms[l]`` (:math:`h^l - h^{l+1}`),
+
+    .. math::
+
+        p(v, h^1, \dots, h^L) = p_{\mathrm{RBM}_{L-1}}(h^{L-1}, h^L)
+            \prod_{l=0}^{L-2} p(h^l\mid h^{l+1}),\qquad
+        p(h^l\mid h^{l+1}) = \mathrm{Bernoulli}(\sigma(W_l^\top h^{l+1} + b_l)),
+
+    and the upward pass :math:`q(h^{l+1}\mid h^l) = \mathrm{Bernoulli}(\sigma(W_l h^l + c_l))`
+    of the same RBMs is the approximate posterior. :meth:`pretrain` trains the RBMs greedily,
+    each on the upward samples of the one below; :meth:`sample` runs Gibbs in the top RBM and
+    then a downward pass; :meth:`lower_bound` is the variational bound
+
+    .. math::
+
+        \log p(v) \ge \mathbb E_{q(h^{1:L-1}\mid v)}\Big[\sum_{l=0}^{L-2}\log p(h^l\mid h^{l+1})
+            - F_{L-1}(h^{L-1}) - \log Z_{L-1} - \sum_{l=1}^{L-1}\log q(h^l\mid h^{l-1})\Big],
+
+    with the top RBM's free energy :math:`F_{L-1}` (its top layer :math:`h^L` summed out) and
+    its :math:`\log Z_{L-1}` exact (``dbn.rbms[-1].log_partition_exact()``) or from
+    :func:`~pyro_deepgen.infer.ais_log_partition`. For two RBMs this is
+    :math:`\mathbb E_{q(h^1\mid v)}[\log p(v\mid h^1) + \log p_{\mathrm{top}}(h^1)] +
+    \mathcal H(q(h^1\mid v))` (Hinton et al. 2006, eq. 8).
+
+    :param layer_sizes: ``(V, H1, ..., HL)``, at least two sizes; all units binary.
+    :param float init_scale: standard deviation of the RBMs' initial weights (default 0.01).
+
+    **Limiting case**: with one RBM the bound is exact, :math:`-F(v) - \log Z`.
+
+    **References**: [1] G. E. Hinton, S. Osindero, Y.-W. Teh, *A Fast Learning Algorithm for
+    Deep Belief Nets*, Neural Computation 18 (2006). [2] R. Salakhutdinov, I. Murray, *On the
+    Quantitative Analysis of Deep Belief Networks*, ICML 2008.
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], init_scale: float = 0.01) -> None:
+        super().__init__()
+        sizes = tuple(int(s) for s in layer_sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(
+                f"layer_sizes must hold at least two positive sizes (visible, hidden...), "
+                f"got {tuple(layer_sizes)}"
+            )
+        self.layer_sizes = sizes
+        self.rbms = nn.ModuleList(
+            RBM(a, b, init_scale=init_scale) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+
+    @property
+    def top(self) -> RBM:
+        """The top RBM, an undirected model of the top two layers."""
+        return self.rbms[-1]
+
+    def _check(self, v: torch.Tensor) -> None:
+        if not torch.is_tensor(v) or v.dim() != 2 or v.shape[-1] != self.layer_sizes[0]:
+            shape = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
+            raise ValueError(f"v must have shape (N, {self.layer_sizes[0]}); got {shape}")
+
+    # -- training -------------------------------------------------------------------------
+    def pretrain(self, data: torch.Tensor, loss=None, propagate: str = "sample",
+                 **fit_kwargs) -> List:
+        r"""Greedy layer-wise training: fit ``rbms[0]`` to the data with
+        :func:`pyro_deepgen.train.fit`, pass the data up (samples of :math:`h^1\sim q(h^1\mid v)`
+        or, with ``propagate="mean"``, their probabilities), fit ``rbms[1]`` to that, and so on.
+
+        :param data: training data ``(N, V)`` in [0, 1].
+        :param loss: a factory ``() -> loss`` called once per RBM (default
+            ``ContrastiveDivergence(k=1)``).
+        :param str propagate: ``"sample"`` (default) or ``"mean"``.
+        :param fit_kwargs: passed on to :func:`~pyro_deepgen.train.fit` (``epochs``, ``lr``,
+            ``batch_size``, ``optimizer``, ``progress``, ...).
+        :returns: the list of :class:`~pyro_deepgen.train.History`, one per RBM.
+        """
+        from ..infer.contrastive_divergence import ContrastiveDivergence
+        from ..train import fit
+
+        self._check(data)
+        if propagate not in PROPAGATE:
+            raise ValueError(f"propagate={propagate!r}; use one of {PROPAGATE}")
+        make_loss = loss if loss is not None else (lambda: ContrastiveDivergence(k=1))
+        x = data.to(self.top.weight)
+        histories = []
+        for layer, rbm in enumerate(self.rbms):
+            histories.append(fit(rbm, None, x, loss=make_loss(), **fit_kwargs))
+            if layer < len(self.rbms) - 1:
+                with torch.no_grad():
+                    x = rbm.hidden_probs(x)
+                    x = torch.bernoulli(x) if propagate == "sample" else x
+        return histories
+
+    @torch.no_grad()
+    def upward(self, v: torch.Tensor, sample: bool = True) -> List[torch.Tensor]:
+        """The upward pass ``[h1, ..., h_{L-1}]`` (the top RBM's visible layer last): samples
+        from q, or probabilities with ``sample=False`` (e.g. base rates for AIS on the top RBM)."""
+        self._check(v)
+        h, out = v.to(self.top.weight), []
+        for rbm in self.rbms[:-1]:
+            h = rbm.hidden_probs(h)
+            h = torch.bernoulli(h) if sample else h
+            out.append(h)
+        return out
+
+    # -- sampling -------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, num_steps: int = 1000, mean: bool = True) -> torch.Tensor:
+        """``n`` samples of v: ``num_steps`` Gibbs sweeps in the top RBM (all chains at once),
+        then one downward pass through the directed layers. ``mean=True`` returns the last
+        layer's probabilities E[v | h1] instead of binary v."""
+        if len(self.rbms) == 1:
+            return self.top.sample(n, num_steps, mean=mean)
+        h = self.top.sample(n, num_steps, mean=False)
+        for rbm in reversed(self.rbms[:-1]):
+            probs = rbm.visible_mean(h)
+            h = torch.bernoulli(probs)
+        return probs if mean else h
+
+    # -- the bound ------------------------------------------------------------------------
+    def _log_p_and_q(self, v: torch.Tensor, hidden: Sequence[torch.Tensor], log_z):
+        """log p(v, h^{1:L-1}) (top RBM marginal included) and log q(h^{1:L-1} | v), broadcast."""
+        log_q, log_p, below = 0.0, 0.0, v
+        for rbm, h in zip(self.rbms[:-1], hidden):
+            probs = rbm.hidden_probs(below)
+            log_q = log_q + (torch.xlogy(h, probs) + torch.xlogy(1 - h, 1 - probs)).sum(-1)
+            log_p = log_p + rbm.visible_dist(h).log_prob(below)
+            below = h
+        return log_p + self.top.log_prob(below, log_z), log_q
+
+    def lower_bound(self, v: torch.Tensor, log_z, num_samples: Optional[int] = None
+                    ) -> torch.Tensor:
+        r"""The variational lower bound on :math:`\log p(v)` per row of ``v`` (class docstring).
+
+        :param log_z: the top RBM's :math:`\log Z` (exact or AIS; with an AIS estimate the
+            bound is an estimate too).
+        :param int num_samples: ``None`` (default) computes the expectation over
+            :math:`q(h^{1:L-1}\mid v)` exactly by enumeration (at most 20 intermediate units);
+            an integer gives the Monte Carlo estimate from that many upward samples.
+        """
+        self._check(v)
+        v = v.to(self.top.weight)
+        if len(self.rbms) == 1:
+            return self.top.log_prob(v, log_z)
+        if num_samples is None:
+            layers = self._enumerate_intermediate()  # each (C, 1, H_l)
+            log_p, log_q = self._log_p_and_q(v, layers, log_z)  # (C, N)
+            return (log_q.exp() * (log_p - log_q)).sum(0)
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer or None, got {num_samples!r}")
+        hidden = self.upward(v.expand(num_samples, *v.shape).reshape(-1, v.shape[-1]))
+        hidden = [h.reshape(num_samples, v.shape[0], -1) for h in hidden]
+        log_p, log_q = self._log_p_and_q(v, hidden, log_z)
+        return (log_p - log_q).mean(0)
+
+    def _enumerate_intermediate(self) -> List[torch.Tensor]:
+        sizes = self.layer_sizes[1:-1]
+        if sum(sizes) > MAX_ENUMERATED_UNITS:
+            raise ValueError(
+                f"exact expectations enumerate 2**{sum(sizes)} states of the intermediate "
+                f"layers; at most {MAX_ENUMERATED_UNITS} units. Pass num_samples=<int>."
+            )
+        w = self.top.weight
+        states = binary_states(sum(sizes), device=w.device, dtype=w.dtype).unsqueeze(1)
+        return list(states.split(sizes, dim=-1))
+
+    @torch.no_grad()
+    def log_prob_exact(self, v: torch.Tensor) -> torch.Tensor:
+        """Exact log p(v) by enumerating the intermediate layers and the top RBM's log Z."""
+        self._check(v)
+        v = v.to(self.top.weight)
+        log_z = self.top.log_partition_exact()
+        if len(self.rbms) == 1:
+            return self.top.log_prob(v, log_z)
+        log_p, _ = self._log_p_and_q(v, self._enumerate_intermediate(), log_z)
+        return torch.logsumexp(log_p, 0)

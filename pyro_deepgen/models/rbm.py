@@ -1,0 +1,276 @@
+"""Restricted Boltzmann machine (Smolensky 1986; Hinton 2002), binary or Gaussian visible units."""
+import math
+from typing import Optional
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+VISIBLE_TYPES = ("bernoulli", "gaussian")
+MAX_ENUMERATED_UNITS = 20
+_ENUMERATION_CHUNK = 1 << 14
+
+
+def binary_states(n: int, start: int = 0, stop: Optional[int] = None,
+                  device=None, dtype=None) -> torch.Tensor:
+    """All (or the ``start:stop`` slice of all) ``2**n`` binary vectors of length ``n``.
+
+    Row ``k`` is the binary expansion of ``k`` (least significant bit last), shape
+    ``(stop - start, n)``.
+    """
+    stop = 2 ** n if stop is None else stop
+    k = torch.arange(start, stop, device=device)
+    bits = torch.arange(n - 1, -1, -1, device=device)
+    return ((k.unsqueeze(-1) >> bits) & 1).to(dtype or torch.get_default_dtype())
+
+
+def bernoulli_sample(probs: torch.Tensor) -> torch.Tensor:
+    """Independent Bernoulli draws with the given probabilities, as ``probs``'s dtype.
+
+    ``rand < p`` is several times faster than :func:`torch.bernoulli` on CPU, which matters in
+    the Gibbs sweeps that dominate CD, PCD and AIS.
+    """
+    return (torch.rand_like(probs) < probs).to(probs.dtype)
+
+
+def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribution:
+    """p(v | h) given its natural parameter ``eta = b + hW``: Bernoulli logits or unit-variance
+    Gaussian mean, with event shape ``(num_visible,)``. Shared by the RBM and its annealed versions.
+    """
+    if visible == "bernoulli":
+        return dist.Bernoulli(logits=eta, validate_args=False).to_event(1)
+    return dist.Normal(eta, torch.ones_like(eta), validate_args=False).to_event(1)
+
+
+def sample_visible_from_natural(visible: str, eta: torch.Tensor) -> torch.Tensor:
+    """A draw from :func:`visible_dist_from_natural` (without building the distribution)."""
+    if visible == "bernoulli":
+        return bernoulli_sample(torch.sigmoid(eta))
+    return eta + torch.randn_like(eta)
+
+
+class RBM(PyroModule):
+    r"""Restricted Boltzmann machine: ``num_visible`` visible, ``num_hidden`` binary hidden units.
+
+    Energy and joint, with :math:`W` = ``weight`` (``num_hidden x num_visible``),
+    :math:`b` = ``visible_bias`` and :math:`c` = ``hidden_bias``:
+
+    .. math::
+
+        E(v, h) = -b^\top v - c^\top h - h^\top W v \quad\text{(Bernoulli visible)},\qquad
+        E(v, h) = \tfrac12\lVert v - b\rVert^2 - c^\top h - h^\top W v \quad\text{(Gaussian)},
+
+        p(v, h) = e^{-E(v, h)} / Z,\qquad
+        F(v) = -\log\sum_h e^{-E(v, h)}
+             = -b^\top v - \sum_j \operatorname{softplus}(c_j + W_j v)\ (\text{Bernoulli}).
+
+    The conditionals factorize: :math:`p(h_j = 1\mid v) = \sigma(c_j + W_j v)` and
+    :math:`p(v\mid h) = \mathrm{Bernoulli}(\sigma(b + W^\top h))` or
+    :math:`\mathcal N(b + W^\top h, I)` (Gaussian–Bernoulli RBM with unit-variance visible units,
+    so standardize real-valued data first).
+
+    Every method is vectorized over any leading batch shape of ``v`` / ``h`` (data points,
+    chains, AIS runs).
+
+    **Pyro view.** :meth:`model` writes the joint as a Pyro program: ``h`` is drawn from a uniform
+    base and reweighted by ``pyro.factor`` with its marginal's unnormalized log density
+    :math:`-F_h(h) = \log\sum_v e^{-E(v,h)}`, then ``v`` is drawn from the exact
+    :math:`p(v\mid h)`. The trace's total log density is therefore exactly :math:`-E(v, h)`,
+    i.e. :math:`\log p(v, h) + \log Z`: Pyro tools that only need the joint up to a constant
+    (``poutine.trace``, importance sampling, MCMC) see the RBM; :math:`\log Z` comes from
+    :meth:`log_partition_exact` or :func:`~pyro_deepgen.infer.ais_log_partition`.
+
+    :param int num_visible: number of visible units V.
+    :param int num_hidden: number of hidden units H.
+    :param str visible: ``"bernoulli"`` (binary visible units, default) or ``"gaussian"``
+        (real-valued, unit variance).
+    :param float init_scale: standard deviation of the initial weights (default 0.01, as in
+        Hinton's practical guide); biases start at zero.
+
+    **Limiting cases**: with ``weight = 0`` the units are independent and
+    :math:`\log Z = \sum_i \operatorname{softplus}(b_i) + \sum_j \operatorname{softplus}(c_j)`.
+
+    **References**: [1] G. E. Hinton, *Training Products of Experts by Minimizing Contrastive
+    Divergence*, Neural Computation 14 (2002). [2] G. E. Hinton, *A Practical Guide to Training
+    Restricted Boltzmann Machines*, UTML TR 2010-003.
+    """
+
+    def __init__(self, num_visible: int, num_hidden: int, visible: str = "bernoulli",
+                 init_scale: float = 0.01) -> None:
+        super().__init__()
+        if visible not in VISIBLE_TYPES:
+            raise ValueError(f"visible={visible!r}; use one of {VISIBLE_TYPES}")
+        if int(num_visible) < 1 or int(num_hidden) < 1:
+            raise ValueError(
+                f"num_visible and num_hidden must be positive, got {num_visible} and {num_hidden}"
+            )
+        if not init_scale >= 0:
+            raise ValueError(f"init_scale must be >= 0, got {init_scale}")
+        self.num_visible, self.num_hidden, self.visible = int(num_visible), int(num_hidden), visible
+        self.weight = nn.Parameter(torch.randn(self.num_hidden, self.num_visible) * init_scale)
+        self.visible_bias = nn.Parameter(torch.zeros(self.num_visible))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.num_hidden))
+
+    def extra_repr(self) -> str:
+        return (f"num_visible={self.num_visible}, num_hidden={self.num_hidden}, "
+                f"visible={self.visible!r}")
+
+    # -- checks ---------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor, size: int, name: str) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[-1] != size:
+            raise ValueError(
+                f"{name} must have shape (..., {size}); got {tuple(x.shape)}. "
+                "Flatten images with x.reshape(len(x), -1)."
+            )
+
+    # -- energies -------------------------------------------------------------------------
+    def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
+        """The hidden units' total input :math:`c + W v`, shape ``(..., H)``."""
+        self._check(v, self.num_visible, "v")
+        return F.linear(v, self.weight, self.hidden_bias)
+
+    def visible_input(self, h: torch.Tensor) -> torch.Tensor:
+        """The visible units' natural parameter :math:`b + W^\\top h`, shape ``(..., V)``."""
+        self._check(h, self.num_hidden, "h")
+        return torch.matmul(h, self.weight) + self.visible_bias
+
+    def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
+        """The h-free part of E: :math:`-b^\\top v` or :math:`\\frac12\\lVert v-b\\rVert^2`."""
+        self._check(v, self.num_visible, "v")
+        if self.visible == "bernoulli":
+            return -(v * self.visible_bias).sum(-1)
+        return 0.5 * (v - self.visible_bias).pow(2).sum(-1)
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """E(v, h), shape: the broadcast batch shape of ``v`` and ``h``."""
+        self._check(h, self.num_hidden, "h")
+        return self._visible_term(v) - (h * self.hidden_input(v)).sum(-1)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`F(v) = -\log\sum_h e^{-E(v,h)}`, shape ``v.shape[:-1]``."""
+        return self._visible_term(v) - F.softplus(self.hidden_input(v)).sum(-1)
+
+    def hidden_free_energy(self, h: torch.Tensor) -> torch.Tensor:
+        r""":math:`F_h(h) = -\log\sum_v e^{-E(v,h)}` (an integral for Gaussian visible units)."""
+        eta = self.visible_input(h)
+        ch = (h * self.hidden_bias).sum(-1)
+        if self.visible == "bernoulli":
+            return -ch - F.softplus(eta).sum(-1)
+        b = self.visible_bias
+        return (-ch - 0.5 * eta.pow(2).sum(-1) + 0.5 * b.pow(2).sum()
+                - 0.5 * self.num_visible * math.log(2 * math.pi))
+
+    # -- conditionals ---------------------------------------------------------------------
+    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`p(h_j = 1 \\mid v) = \\sigma(c_j + W_j v)`."""
+        return torch.sigmoid(self.hidden_input(v))
+
+    def sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
+        """Draw h ~ p(h | v)."""
+        return bernoulli_sample(self.hidden_probs(v))
+
+    def visible_dist(self, h: torch.Tensor) -> dist.Distribution:
+        """p(v | h) with event shape ``(V,)``."""
+        return visible_dist_from_natural(self.visible, self.visible_input(h))
+
+    def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
+        """E[v | h]: probabilities (Bernoulli) or the mean (Gaussian)."""
+        eta = self.visible_input(h)
+        return torch.sigmoid(eta) if self.visible == "bernoulli" else eta
+
+    def sample_visible(self, h: torch.Tensor) -> torch.Tensor:
+        """Draw v ~ p(v | h)."""
+        return sample_visible_from_natural(self.visible, self.visible_input(h))
+
+    def gibbs_step(self, v: torch.Tensor) -> torch.Tensor:
+        """One block-Gibbs sweep v -> h ~ p(h|v) -> v' ~ p(v|h); vectorized over chains."""
+        return self.sample_visible(self.sample_hidden(v))
+
+    # -- normalization --------------------------------------------------------------------
+    @torch.no_grad()
+    def log_partition_exact(self, layer: Optional[str] = None) -> torch.Tensor:
+        r"""Exact :math:`\log Z` by enumerating the ``2**n`` states of one layer.
+
+        :param layer: ``"hidden"`` (:math:`\log\sum_h e^{-F_h(h)}`), ``"visible"``
+            (:math:`\log\sum_v e^{-F(v)}`, Bernoulli visible units only) or ``None``: the smaller
+            enumerable layer. At most 20 units (about a million states, chunked).
+        """
+        if layer is None:
+            sizes = {"hidden": self.num_hidden}
+            if self.visible == "bernoulli":
+                sizes["visible"] = self.num_visible
+            layer = min(sizes, key=sizes.get)
+        if layer not in ("hidden", "visible"):
+            raise ValueError(f"layer={layer!r}; use 'hidden', 'visible' or None")
+        if layer == "visible" and self.visible != "bernoulli":
+            raise ValueError("Gaussian visible units cannot be enumerated; use layer='hidden'")
+        n = self.num_hidden if layer == "hidden" else self.num_visible
+        if n > MAX_ENUMERATED_UNITS:
+            raise ValueError(
+                f"exact log Z enumerates the {layer} layer's 2**{n} states; only layers with at "
+                f"most {MAX_ENUMERATED_UNITS} units are enumerable. Use "
+                "pyro_deepgen.infer.ais_log_partition(rbm) for an AIS estimate instead."
+            )
+        fn = self.hidden_free_energy if layer == "hidden" else self.free_energy
+        w = self.weight
+        parts = [
+            torch.logsumexp(-fn(binary_states(n, s, min(s + _ENUMERATION_CHUNK, 2 ** n),
+                                              device=w.device, dtype=w.dtype)), 0)
+            for s in range(0, 2 ** n, _ENUMERATION_CHUNK)
+        ]
+        return torch.logsumexp(torch.stack(parts), 0)
+
+    def log_prob(self, v: torch.Tensor, log_z) -> torch.Tensor:
+        r""":math:`\log p(v) = -F(v) - \log Z` for a given ``log_z`` (exact or AIS)."""
+        return -self.free_energy(v) - log_z
+
+    # -- Pyro program ---------------------------------------------------------------------
+    def model(self, v: Optional[torch.Tensor] = None, batch_size: int = 1) -> torch.Tensor:
+        r"""The unnormalized joint as a Pyro program (see the class docstring).
+
+        Sites: ``"h"`` (uniform Bernoulli base, event dim 1), the factor ``"hidden_marginal"``
+        (:math:`-F_h(h) + H\log 2`) and ``"v"`` (:math:`p(v\mid h)`, observed when ``v`` is
+        given), all inside ``pyro.plate("data")`` of size ``len(v)`` or ``batch_size``. The
+        trace's ``log_prob_sum()`` equals :math:`-\sum E(v, h)`. Returns ``v``.
+        """
+        if v is not None:
+            self._check(v, self.num_visible, "v")
+            if v.dim() != 2:
+                raise ValueError(
+                    f"v must have shape (batch, {self.num_visible}); got {tuple(v.shape)}")
+            batch_size = v.shape[0]
+        w = self.weight
+        with pyro.plate("data", batch_size):
+            half = w.new_full((batch_size, self.num_hidden), 0.5)
+            h = pyro.sample("h", dist.Bernoulli(half).to_event(1))
+            log_weight = -self.hidden_free_energy(h) + self.num_hidden * math.log(2)
+            pyro.factor("hidden_marginal", log_weight)
+            return pyro.sample("v", self.visible_dist(h), obs=v)
+
+    # -- samples --------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, num_steps: int = 1000, init: Optional[torch.Tensor] = None,
+               mean: bool = True) -> torch.Tensor:
+        """``n`` fantasy particles after ``num_steps`` block-Gibbs sweeps (all chains at once).
+
+        Chains start from ``init`` (e.g. data, shape ``(n, V)``) or from p(v | h) with
+        uniformly random h. ``mean=True`` returns E[v | h] of the last sweep (smooth images).
+        """
+        if int(n) < 1 or int(num_steps) < 0:
+            raise ValueError(f"need n >= 1 and num_steps >= 0, got n={n}, num_steps={num_steps}")
+        w = self.weight
+        if init is None:
+            v = self.sample_visible(bernoulli_sample(w.new_full((n, self.num_hidden), 0.5)))
+        else:
+            self._check(init, self.num_visible, "init")
+            v = init.to(w)
+        h = self.sample_hidden(v)
+        for _ in range(int(num_steps)):
+            v = self.sample_visible(h)
+            h = self.sample_hidden(v)
+        return self.visible_mean(h) if mean else self.sample_visible(h)
