@@ -18,6 +18,7 @@ from typing import Any, Dict, Tuple
 import torch
 
 from ..data import load_train_test
+from ..data.toy import make_swiss_roll
 from ..infer import DiffusionELBO
 from ..models import GaussianDiffusion
 from ..models.diffusion import MEAN_TYPES
@@ -41,7 +42,7 @@ DATASETS = ("swissroll", "digits", "mnist")
 
 # per-data defaults for the options left out (the swiss roll is the paper's Figure 1, T=40)
 DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "swissroll": dict(steps=40, schedule="sohl", epochs=40, batch_size=128, lr=2e-3, net="mlp",
+    "swissroll": dict(steps=40, schedule="sohl", epochs=80, batch_size=128, lr=2e-3, net="mlp",
                       loss="ddpm", hidden_dims=(128, 128, 128), base_channels=16, max_test=2000),
     "digits": dict(steps=100, schedule="cosine", epochs=25, batch_size=64, lr=2e-3, net="unet",
                    loss="ddpm", hidden_dims=(256, 256, 256), base_channels=16, max_test=2000),
@@ -88,11 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _swiss_roll(n: int, seed: int) -> torch.Tensor:
-    """Sohl-Dickstein et al.'s 2-D swiss roll: sklearn's roll, coordinates (x, z) / 10."""
-    from sklearn.datasets import make_swiss_roll
-
-    x, _ = make_swiss_roll(n, noise=0.5, random_state=seed)
-    return torch.as_tensor(x[:, [0, 2]] / 10.0, dtype=torch.get_default_dtype())
+    """The 2-D swiss roll of :func:`pyro_deepgen.data.toy.make_swiss_roll` halved, i.e.
+    sklearn's roll / 10: about unit scale, noise standard deviation 0.05."""
+    return make_swiss_roll(n, seed=seed) / 2
 
 
 def _resolve(args: argparse.Namespace) -> None:
