@@ -1,4 +1,5 @@
 """pyro_deepgen.distributions"""
+from .discretized_normal import DiscretizedNormal  # noqa: F401
 from . import transforms  # noqa: F401
 from .transforms import build_flow  # noqa: F401
 from .flow_density import FlowDensity  # noqa: F401

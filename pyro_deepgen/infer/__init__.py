@@ -1,5 +1,6 @@
 """Inference: ELBO estimators, MCMC kernels and annealed importance sampling."""
 from .util import value_with_surrogate_grad  # noqa: F401
+from .diffusion_elbo import DiffusionELBO  # noqa: F401
 from .score_function import TraceScoreFunction_ELBO  # noqa: F401
 from .vimco import TraceVIMCO_ELBO  # noqa: F401
 from .hvi import TraceHVI_ELBO  # noqa: F401
