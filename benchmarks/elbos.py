@@ -23,7 +23,6 @@ Sections (``--sections``, all by default):
 Timings on a shared, busy CPU are noisy: compare ratios measured in the same run only.
 """
 import argparse
-import copy
 import json
 import math
 import statistics

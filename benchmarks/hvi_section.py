@@ -36,7 +36,6 @@ from pyro_deepgen.models import VAE  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
 
 
-
 def _default_data_root() -> str:
     """``../shared/data/mnist-5k`` relative to the repository (searched upwards, so that git
     worktrees one level deeper find it too)."""

@@ -9,7 +9,6 @@ log p(x) by importance sampling with K particles. Prints both and the difference
 """
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path

@@ -3,7 +3,6 @@ import os
 from typing import Iterable, List, Optional, Sequence
 
 
-
 class CorruptDataError(ValueError):
     """A data file exists but cannot be read: it is truncated, corrupt or not the expected format.
 

@@ -100,4 +100,3 @@ class DiscretizedNormal(TorchDistribution):
         highest = log_ndtr(-a)
         upper = torch.where(value > self.high - half, highest, interior)
         return torch.where(value < self.low + half, lowest, upper)
-

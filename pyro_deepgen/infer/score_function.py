@@ -189,4 +189,3 @@ class TraceScoreFunction_ELBO(ParticleELBO):
                 store[name] = mean if old is None else beta * old + (1 - beta) * mean
         # the very first step has no history: no baseline rather than a biased one
         return (0.0 if old is None else old), 0.0
-

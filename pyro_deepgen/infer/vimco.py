@@ -149,4 +149,3 @@ class TraceVIMCO_ELBO(ParticleELBO):
         loss = value_with_surrogate_grad(-elbo, -(scale * surrogate.sum() + offset))
         warn_if_nan(loss, "loss")
         return loss
-

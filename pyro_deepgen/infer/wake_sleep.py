@@ -18,7 +18,6 @@ from .particles import (
 from .util import value_with_surrogate_grad
 
 
-
 class _DetachValues(Messenger):
     """Detach the value of every sample site (the particles are constants for the updates)."""
 

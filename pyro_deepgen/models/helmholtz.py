@@ -11,6 +11,7 @@ from torch import nn
 from .rbm import MAX_ENUMERATED_UNITS, binary_states
 from .vae import data_plate
 
+
 class HelmholtzMachine(PyroModule):
     r"""A sigmoid belief net :math:`p_\theta` with a recognition network :math:`q_\phi`.
 
@@ -136,4 +137,3 @@ class HelmholtzMachine(PyroModule):
             probs = torch.sigmoid(self.decoders[layer](h))
             h = torch.bernoulli(probs)
         return probs if mean else h
-

@@ -31,5 +31,3 @@ def fake_mnist(n, seed):
     images[0, 0, 0], images[0, 0, 1] = 0, 255
     labels = rng.integers(0, 10, size=n, dtype=np.uint8)
     return images, labels
-
-

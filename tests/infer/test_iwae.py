@@ -7,7 +7,6 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro import poutine
 from pyro.distributions.testing.fakes import NonreparameterizedNormal
 from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 from torch.distributions import constraints
