@@ -67,6 +67,13 @@ class FlowDensity(PyroModule):
         fixed :math:`\mathcal N(0, I)`, stored as buffers so that ``.to(device)`` moves it).
     :param flow_kwargs: more keywords for ``build_flow`` (e.g. ``permutation="random"``).
 
+    .. note:: Pyro 1.9 records a ``PyroModule``'s parameters in a trace only while the module's
+        context is open, but a ``TransformedDistribution`` evaluates its transforms lazily,
+        when the ELBO computes ``log_prob`` after the model has returned. With a plain
+        ``pyro.sample("x", flow_dist, obs=x)`` the flow's parameters therefore never reach the
+        optimizer (checked: the loss of ``SVI`` stays constant). :meth:`distribution` reads
+        every flow parameter inside its ``pyro_method`` so that they are recorded.
+
     **References**: [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using Real
     NVP*, arXiv:1605.08803. [2] L. Theis, A. van den Oord, M. Bethge, *A note on the
     evaluation of generative models*, arXiv:1511.01844. [3] G. Papamakarios et al.,
@@ -181,6 +188,8 @@ class FlowDensity(PyroModule):
         dequantization lower bound on :math:`\\log P(x)` averaged over ``num_samples`` noise
         draws (nats, shape ``(N,)``)."""
         self._check(x, batched=True)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if self.levels is None:
             return self.distribution().log_prob(x)
         y = self.dequantize(x.expand((num_samples,) + x.shape))
