@@ -17,7 +17,8 @@ class FlowDensity(PyroModule):
     r"""A density :math:`p(\mathbf x)` given by a normalizing flow, for maximum likelihood.
 
     A standard (or learned diagonal) Gaussian base :math:`p_0` is pushed through the flow
-    :math:`f = f_K\circ\cdots\circ f_1` of :func:`~pyro_deepgen.distributions.transforms.build_flow`:
+    :math:`f = f_K\circ\cdots\circ f_1` of
+    :func:`~pyro_deepgen.distributions.transforms.build_flow`:
 
     .. math::
 
@@ -151,7 +152,8 @@ class FlowDensity(PyroModule):
 
     # -- maximum likelihood --------------------------------------------------------------
     def dequantize(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`y = (k + u)/L` with :math:`k = x (L-1)` rounded, :math:`u\\sim\\mathcal U(0,1)`."""
+        """:math:`y = (k + u)/L` with :math:`k = x (L-1)` rounded and fresh
+        :math:`u\\sim\\mathcal U(0,1)^D`."""
         if self.levels is None:
             raise ValueError("dequantize needs levels=L (the number of intensity levels)")
         k = torch.round(x * (self.levels - 1))
