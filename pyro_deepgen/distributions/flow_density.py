@@ -75,6 +75,11 @@ class FlowDensity(PyroModule):
         optimizer (checked: the loss of ``SVI`` stays constant). :meth:`distribution` reads
         every flow parameter inside its ``pyro_method`` so that they are recorded.
 
+    .. note:: As for every ``PyroModule``, the parameters are looked up by name in Pyro's
+        global param store (``base_loc``, ``flow.0.u``, ...): two densities used against the
+        same store share them. Clear the store between models, or use one
+        ``pyro.get_param_store().scope()`` per density (as :mod:`pyro_deepgen.flows2d` does).
+
     **References**: [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using Real
     NVP*, arXiv:1605.08803. [2] L. Theis, A. van den Oord, M. Bethge, *A note on the
     evaluation of generative models*, arXiv:1511.01844. [3] G. Papamakarios et al.,
