@@ -128,10 +128,16 @@ def kl_estimate(
     density: FlowDensity, energy: EnergyModel, log_z: float, num_samples: int = 10000
 ) -> Tuple[float, float, float]:
     r"""Monte Carlo :math:`\mathrm{KL}(q\,\|\,p) = \mathbb E_q[\log q + U] + \log Z` from
-    ``num_samples`` draws: returns ``(kl, standard error, -ELBO)``."""
-    d = density.distribution()
-    z = d.sample((num_samples,))
-    terms = d.log_prob(z) + energy.energy(z)
+    ``num_samples`` draws: returns ``(kl, standard error, -ELBO)``.
+
+    Runs in a fresh param-store scope: a ``PyroModule`` method run against the global store
+    would take parameters of the same name that an earlier density left there (all flow
+    densities name their base ``base_loc`` and ``base_scale``).
+    """
+    with pyro.get_param_store().scope():
+        d = density.distribution()
+        z = d.sample((num_samples,))
+        terms = d.log_prob(z) + energy.energy(z)
     neg_elbo = float(terms.mean())
     stderr = float(terms.std() / math.sqrt(num_samples))
     return neg_elbo + log_z, stderr, neg_elbo
@@ -196,7 +202,7 @@ def run_benchmark(
                                  seconds))
         if baseline:
             results[-1].kl_ratio = kl / baselines.setdefault(e, kl)
-        with torch.no_grad():
+        with torch.no_grad(), pyro.get_param_store().scope():  # see kl_estimate
             draws[(e, f, k)] = density.sample((num_samples,)).cpu()
         if bar is not None:
             bar.set_postfix_str(f"{e} {f} K={k} KL={kl:.3f}")

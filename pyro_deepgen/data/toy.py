@@ -11,7 +11,8 @@ unnormalized densities :math:`p(z) \propto e^{-U(z)}` of Table 1 of [1],
 .. math::
 
     U_1(z) &= \tfrac12\Big(\frac{\|z\| - 2}{0.4}\Big)^2
-        - \log\Big(e^{-\frac12 (\frac{z_1 - 2}{0.6})^2} + e^{-\frac12 (\frac{z_1 + 2}{0.6})^2}\Big),\\
+        - \log\Big(e^{-\frac12 (\frac{z_1 - 2}{0.6})^2}
+        + e^{-\frac12 (\frac{z_1 + 2}{0.6})^2}\Big),\\
     U_2(z) &= \tfrac12\Big(\frac{z_2 - w_1(z)}{0.4}\Big)^2,\\
     U_3(z) &= -\log\Big(e^{-\frac12 (\frac{z_2 - w_1(z)}{0.35})^2}
         + e^{-\frac12 (\frac{z_2 - w_1(z) + w_2(z)}{0.35})^2}\Big),\\

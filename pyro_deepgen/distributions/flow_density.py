@@ -17,7 +17,8 @@ class FlowDensity(PyroModule):
     r"""A density :math:`p(\mathbf x)` given by a normalizing flow, for maximum likelihood.
 
     A standard (or learned diagonal) Gaussian base :math:`p_0` is pushed through the flow
-    :math:`f = f_K\circ\cdots\circ f_1` of :func:`~pyro_deepgen.distributions.transforms.build_flow`:
+    :math:`f = f_K\circ\cdots\circ f_1` of
+    :func:`~pyro_deepgen.distributions.transforms.build_flow`:
 
     .. math::
 
@@ -66,6 +67,18 @@ class FlowDensity(PyroModule):
     :param bool learn_base: learn the base Gaussian's mean and scale (default ``False``: a
         fixed :math:`\mathcal N(0, I)`, stored as buffers so that ``.to(device)`` moves it).
     :param flow_kwargs: more keywords for ``build_flow`` (e.g. ``permutation="random"``).
+
+    .. note:: Pyro 1.9 records a ``PyroModule``'s parameters in a trace only while the module's
+        context is open, but a ``TransformedDistribution`` evaluates its transforms lazily,
+        when the ELBO computes ``log_prob`` after the model has returned. With a plain
+        ``pyro.sample("x", flow_dist, obs=x)`` the flow's parameters therefore never reach the
+        optimizer (checked: the loss of ``SVI`` stays constant). :meth:`distribution` reads
+        every flow parameter inside its ``pyro_method`` so that they are recorded.
+
+    .. note:: As for every ``PyroModule``, the parameters are looked up by name in Pyro's
+        global param store (``base_loc``, ``flow.0.u``, ...): two densities used against the
+        same store share them. Clear the store between models, or use one
+        ``pyro.get_param_store().scope()`` per density (as :mod:`pyro_deepgen.flows2d` does).
 
     **References**: [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using Real
     NVP*, arXiv:1605.08803. [2] L. Theis, A. van den Oord, M. Bethge, *A note on the
@@ -144,7 +157,8 @@ class FlowDensity(PyroModule):
 
     # -- maximum likelihood --------------------------------------------------------------
     def dequantize(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`y = (k + u)/L` with :math:`k = x (L-1)` rounded, :math:`u\\sim\\mathcal U(0,1)`."""
+        """:math:`y = (k + u)/L` with :math:`k = x (L-1)` rounded and fresh
+        :math:`u\\sim\\mathcal U(0,1)^D`."""
         if self.levels is None:
             raise ValueError("dequantize needs levels=L (the number of intensity levels)")
         k = torch.round(x * (self.levels - 1))
@@ -181,6 +195,8 @@ class FlowDensity(PyroModule):
         dequantization lower bound on :math:`\\log P(x)` averaged over ``num_samples`` noise
         draws (nats, shape ``(N,)``)."""
         self._check(x, batched=True)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if self.levels is None:
             return self.distribution().log_prob(x)
         y = self.dequantize(x.expand((num_samples,) + x.shape))

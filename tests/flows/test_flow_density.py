@@ -187,3 +187,8 @@ def test_maximum_likelihood_on_dequantized_digits():
         batch_size=100, progress=False)
     after = bits_per_dim(density.log_likelihood(x_val, num_samples=4), 64).mean().item()
     assert after < before - 0.2
+
+
+def test_log_likelihood_bad_num_samples():
+    with pytest.raises(ValueError, match="num_samples"):
+        FlowDensity(2, levels=4).log_likelihood(torch.rand(3, 2), num_samples=0)

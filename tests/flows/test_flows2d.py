@@ -101,3 +101,15 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["flows2d", "--energies", "U7", "--steps", "1", "--out", str(out)]) == 2
     assert "unknown energy" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_cell_does_not_depend_on_the_cells_run_before():
+    """Regression: the fitted Gaussian base of an earlier fit must not leak (through Pyro's
+    global param store, where PyroModules look up parameters by name) into a later one."""
+    import pyro
+
+    settings = dict(steps=10, lr=0.05, num_samples=100, num_particles=8, progress=False)
+    alone, _ = run_benchmark(["U2"], ["planar"], [2], **settings)
+    pyro.clear_param_store()
+    after, _ = run_benchmark(["U1", "U2"], ["planar"], [2], **settings)
+    assert [r.kl for r in alone] == [r.kl for r in after if r.energy == "U2"]

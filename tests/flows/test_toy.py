@@ -71,14 +71,17 @@ def test_energies_match_hand_computed_values():
     # U1 at (2, 0): on the ring, log(1 + exp(-(4/0.6)^2 / 2)) from the far bump.
     assert energy_u1(z[:1]).item() == pytest.approx(-math.log1p(math.exp(-0.5 * (4 / 0.6) ** 2)))
     # U1 at (0, 0.4): ((0.4 - 2)/0.4)^2/2 = 8, the two bumps at distance 2 each.
-    assert energy_u1(z[1:2]).item() == pytest.approx(8 - math.log(2 * math.exp(-0.5 * (2 / 0.6) ** 2)))
+    expected = 8 - math.log(2 * math.exp(-0.5 * (2 / 0.6) ** 2))
+    assert energy_u1(z[1:2]).item() == pytest.approx(expected)
     # U2: w1(0) = 0, w1(1) = 1, w1(-1) = -1.
     assert energy_u2(z).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.5 * (3 / 0.4) ** 2,
                                                    0.5 * (1.5 / 0.4) ** 2])
     # U3 at (1, -2): w1 = 1, w2 = 3, so the second bump is exactly at z2.
-    assert energy_u3(z[3:4]).item() == pytest.approx(-math.log(math.exp(-0.5 * (3 / 0.35) ** 2) + 1))
+    expected = -math.log(math.exp(-0.5 * (3 / 0.35) ** 2) + 1)
+    assert energy_u3(z[3:4]).item() == pytest.approx(expected)
     # U4 at (1, 1): w1 = 1, w3 = 3 * sigmoid(0) = 1.5.
-    assert energy_u4(z[2:3]).item() == pytest.approx(-math.log(1 + math.exp(-0.5 * (1.5 / 0.35) ** 2)))
+    expected = -math.log(1 + math.exp(-0.5 * (1.5 / 0.35) ** 2))
+    assert energy_u4(z[2:3]).item() == pytest.approx(expected)
     for u in ENERGIES.values():  # batch shapes broadcast
         assert u(torch.zeros(3, 4, 2)).shape == (3, 4)
 
