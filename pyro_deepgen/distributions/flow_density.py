@@ -9,7 +9,7 @@ from pyro.distributions import constraints
 from pyro.distributions.transforms import AffineTransform, SigmoidTransform
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
-from ..models.vae import data_plate
+from ..plates import data_plate
 from .transforms import FLOW_KINDS, build_flow, to_pyro_module_
 
 

@@ -8,7 +8,8 @@ from pyro.nn import PyroModule
 from torch.nn import functional as F
 
 from ..distributions.transforms import build_flow, condition, to_pyro_module_
-from ..models.vae import VAE, data_plate
+from ..models.vae import VAE
+from ..plates import data_plate
 from ..nn import MLP
 from ..nn.mlp import Activation
 

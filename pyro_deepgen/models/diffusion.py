@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..distributions.discretized_normal import DiscretizedNormal
 from .diffusion_schedules import make_schedule, schedule_coefficients
-from .vae import data_plate
+from ..plates import data_plate
 
 MEAN_TYPES = ("eps", "v", "x0", "mean")
 VAR_TYPES = ("learned_range", "learned", "fixed_small", "fixed_large")

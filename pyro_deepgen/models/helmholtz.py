@@ -9,7 +9,7 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from .rbm import MAX_ENUMERATED_UNITS, binary_states
-from .vae import data_plate
+from ..plates import data_plate
 
 
 class HelmholtzMachine(PyroModule):

@@ -8,24 +8,12 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch.nn import functional as F
 
+from ..distributions.bernoulli_image import BernoulliImage
 from ..nn import MLP
+from ..plates import data_plate  # noqa: F401  (re-exported)
 from ..nn.mlp import Activation
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def data_plate(x: torch.Tensor, num_data: Optional[int] = None, name: str = "data") -> pyro.plate:
-    """The data plate over the leading dimension of ``x``.
-
-    With ``num_data`` (the full data set size) the plate treats ``x`` as a minibatch and scales
-    every site inside it by ``num_data / len(x)``, as :class:`pyro.plate` does for subsampling.
-    """
-    n = x.shape[0]
-    if num_data is None:
-        return pyro.plate(name, n)
-    if num_data < n:
-        raise ValueError(f"num_data={num_data} is smaller than the batch size {n}")
-    return pyro.plate(name, num_data, subsample=torch.arange(n, device=x.device))
 
 
 class VAE(PyroModule):
@@ -91,7 +79,7 @@ class VAE(PyroModule):
     def likelihood_dist(self, z: torch.Tensor) -> dist.Distribution:
         """p(x | z) with event shape ``(x_dim,)``."""
         if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=self.decoder(z), validate_args=False).to_event(1)
+            return BernoulliImage(self.decoder(z))
         loc, raw = self.decoder(z)
         return dist.Normal(loc, F.softplus(raw) + self.min_scale).to_event(1)
 
@@ -127,8 +115,7 @@ class VAE(PyroModule):
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """E[x | z]."""
-        fn = self.likelihood_dist(z).base_dist
-        return fn.probs if self.likelihood == "bernoulli" else fn.loc
+        return self.likelihood_dist(z).mean
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True) -> torch.Tensor:
