@@ -40,6 +40,8 @@ def train_hand(enc, dec, x, epochs, batch, lr, seed):
 
 
 def main(args):
+    # The first torch optimizer of a process imports torch._dynamo (seconds): do it before timing.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     data = load_train_test("mnist", args.data_root, binarize="dynamic", seed=0)
     x_train, x_test = data.x_train, data.x_test[: args.test_points]
     pyro.set_rng_seed(args.seed)
