@@ -64,7 +64,8 @@ def make_elbo(name: str, particles: int, hvi_steps: int):
     from pyro.infer import Trace_ELBO
 
     if name == "trace":
-        return Trace_ELBO(num_particles=particles, vectorize_particles=True)
+        # the VAE has one plate, "data": no need to let Pyro guess (and log) it
+        return Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1)
     from .. import infer
 
     if name in ("iwae", "stl", "dreg"):
