@@ -5,7 +5,6 @@ k-hat) and writes report.json, checkpoint.pt, samples.png, reconstructions.png, 
 when --z-dim is 2, manifold.png to --out.
 """
 import argparse
-import math
 import time
 
 import pyro
@@ -14,6 +13,7 @@ import torch
 from .. import evaluate
 from ..models import VAE
 from ..plotting import image_shape, save_image_grid, save_loss_curve, save_manifold
+from ..infer.util import log_mean_exp
 from ..train import fit
 from .common import (
     add_common_arguments,
@@ -134,7 +134,7 @@ def evaluate_vae(vae: VAE, guide, x_train, x_test, num_samples: int) -> dict:
     train_elbo = evaluate.elbo(vae.model, guide, x_train, num_samples=10).mean().item()
     test_elbo = evaluate.elbo(vae.model, guide, x_test, num_samples=10).mean().item()
     log_w = evaluate.log_importance_weights(vae.model, guide, x_test, num_samples=num_samples)
-    ll = torch.logsumexp(log_w, 0) - math.log(num_samples)
+    ll = log_mean_exp(log_w, 0)
     khat = psis_khat(log_w) if num_samples >= PSIS_MIN_SAMPLES else None
     return {
         "train_elbo": train_elbo,

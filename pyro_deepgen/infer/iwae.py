@@ -15,16 +15,12 @@ from .particles import (
     particle_traces,
     site_log_prob_per_datapoint,
 )
-from .util import value_with_surrogate_grad
+from .util import log_mean_exp, value_with_surrogate_grad
 
 ESTIMATORS = ("iwae", "stl", "dreg")
 
 
-def _log_mean_exp(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
-
-
-def _leave_one_out_log_mean_exp(x: torch.Tensor) -> torch.Tensor:
+def _leave_one_outlog_mean_exp(x: torch.Tensor) -> torch.Tensor:
     """``out[k] = log mean_{j != k} exp(x[j])`` along dim 0 (``K >= 2``)."""
     k = x.shape[0]
     eye = torch.eye(k, dtype=torch.bool, device=x.device).reshape((k, k) + (1,) * (x.dim() - 1))
@@ -213,7 +209,7 @@ class TraceIWAE_ELBO(ELBO):
         ``(K,)`` lumped or nested (each already summed over data points and scaled)."""
         scale = w.data.size / w.data.subsample_size
         if self.nested:
-            inner = _log_mean_exp(w.local, 1)  # (K, N)
+            inner = log_mean_exp(w.local, 1)  # (K, N)
             return w.global_.reshape(-1) + scale * inner.sum(-1)
         if lumped:
             return w.global_.reshape(-1) + scale * w.local.sum(-1)
@@ -222,9 +218,9 @@ class TraceIWAE_ELBO(ELBO):
     def _bound(self, w: LogWeights, lumped: bool) -> torch.Tensor:
         lw = self._particle_log_weights(w, lumped)
         if lw.dim() == 1:
-            return _log_mean_exp(lw, 0)
+            return log_mean_exp(lw, 0)
         scale = w.data.size / w.data.subsample_size
-        return scale * _log_mean_exp(lw, 0).sum() + _log_mean_exp(w.global_.reshape(-1), 0)
+        return scale * log_mean_exp(lw, 0).sum() + log_mean_exp(w.global_.reshape(-1), 0)
 
     def _score_function_surrogate(
         self, w: LogWeights, lumped: bool, guide_trace: poutine.Trace, names: List[str]
@@ -238,9 +234,9 @@ class TraceIWAE_ELBO(ELBO):
             log_q = log_q + (lp.sum(-1) if lumped else lp)
         with torch.no_grad():
             lw = self._particle_log_weights(w, lumped)
-            signal = _log_mean_exp(lw, 0)
+            signal = log_mean_exp(lw, 0)
             if lw.shape[0] > 1:
-                signal = signal - _leave_one_out_log_mean_exp(lw)
+                signal = signal - _leave_one_outlog_mean_exp(lw)
         scale = 1.0 if lumped else w.data.size / w.data.subsample_size
         return scale * (signal * log_q).sum()
 

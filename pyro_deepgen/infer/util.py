@@ -1,4 +1,6 @@
 """Small helpers shared by every estimator in :mod:`pyro_deepgen.infer`."""
+import math
+
 import torch
 
 
@@ -12,3 +14,9 @@ def value_with_surrogate_grad(value: torch.Tensor, surrogate: torch.Tensor) -> t
     surrogate, so printed losses never depend on the gradient estimator chosen.
     """
     return value.detach() + (surrogate - surrogate.detach())
+
+
+def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    r""":math:`\log\frac1K\sum_k e^{x_k}` along ``dim`` (stable): the multi-sample bound of a set
+    of log importance weights."""
+    return torch.logsumexp(x, dim) - math.log(x.shape[dim])

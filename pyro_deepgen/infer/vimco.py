@@ -6,7 +6,7 @@ import torch
 from pyro.util import warn_if_nan
 
 from .score_terms import ParticleTerms, ParticleELBO, check_num_particles
-from .util import value_with_surrogate_grad
+from .util import log_mean_exp, value_with_surrogate_grad
 
 
 def leave_one_out_signals(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -19,7 +19,7 @@ def leave_one_out_signals(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tens
     :math:`\bar w_{-i} = \frac1{k-1}\sum_{j\neq i} w_j`. Computed stably in :math:`O(k^2 N)`.
     """
     k = log_w.shape[0]
-    bound = torch.logsumexp(log_w, 0) - math.log(k)
+    bound = log_mean_exp(log_w, 0)
     held_out = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # (k, N)
     eye = torch.eye(k, dtype=torch.bool, device=log_w.device).unsqueeze(-1)  # (k, k, 1)
     replaced = torch.where(eye, held_out.unsqueeze(1), log_w.unsqueeze(0))  # [i, j, n]
@@ -143,7 +143,7 @@ class TraceVIMCO_ELBO(ParticleELBO):
         bound, signal = leave_one_out_signals(log_w.detach())
         if not self.leave_one_out:
             signal = bound.expand_as(signal)
-        value = torch.logsumexp(log_w, 0) - math.log(k)
+        value = log_mean_exp(log_w, 0)
         surrogate = value + (signal * score).sum(0)
         elbo = scale * value.sum() + offset
         loss = value_with_surrogate_grad(-elbo, -(scale * surrogate.sum() + offset))

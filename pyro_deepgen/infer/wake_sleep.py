@@ -1,5 +1,4 @@
 """Wake-sleep (Hinton et al. 1995) and reweighted wake-sleep (Bornschein & Bengio 2015)."""
-import math
 from typing import Callable, Dict, Optional, Tuple
 
 import pyro.poutine as poutine
@@ -15,7 +14,7 @@ from .particles import (
     site_log_prob_per_datapoint,
     vectorized_traces,
 )
-from .util import value_with_surrogate_grad
+from .util import log_mean_exp, value_with_surrogate_grad
 
 
 class _DetachValues(Messenger):
@@ -197,7 +196,7 @@ class ReweightedWakeSleep(ELBO):
 
     def _bound(self, log_w: torch.Tensor) -> torch.Tensor:
         """Per data point: the bound on log p(x) reported as the (negative) value."""
-        return torch.logsumexp(log_w, dim=0) - math.log(self.num_particles)
+        return log_mean_exp(log_w, 0)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         r"""The negative bound (:math:`-\mathcal L_K` here) with the surrogate gradients of
