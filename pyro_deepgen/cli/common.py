@@ -47,21 +47,29 @@ def device_type(text: str) -> torch.device:
     return device
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, extra_choices=()) -> None:
+def add_data_arguments(
+    parser: argparse.ArgumentParser, extra_choices=(), default: str = "digits", help: str = None
+) -> None:
     """--data digits|mnist[|...] and --data-root, with the same meaning in every subcommand."""
     parser.add_argument("--data", choices=("digits", "mnist") + tuple(extra_choices),
-                        default="digits",
-                        help="digits: scikit-learn's 8x8 digits (embedded, the default); "
-                             "mnist: the IDX files in --data-root")
-    parser.add_argument("--data-root", default=None, help="folder with the MNIST IDX files")
+                        default=default,
+                        help=help or "digits: scikit-learn's 8x8 digits (embedded, the default); "
+                                     "mnist: the IDX files in --data-root")
+    parser.add_argument("--data-root", default=None,
+                        help="folder with the MNIST IDX files (for --data mnist); the test set is "
+                             "the t10k files when present, else a seeded 10%% hold-out")
+
+
+def check_data_arguments(args: argparse.Namespace) -> None:
+    if args.data == "mnist" and args.data_root is None:
+        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
 
 
 def load_data(args: argparse.Namespace, binarize=None):
     """The train/test split of ``args.data`` (see :func:`pyro_deepgen.data.load_train_test`)."""
     from ..data import load_train_test
 
-    if args.data == "mnist" and args.data_root is None:
-        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
+    check_data_arguments(args)
     return load_train_test(args.data, args.data_root, binarize=binarize, seed=args.seed)
 
 

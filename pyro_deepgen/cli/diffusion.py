@@ -28,6 +28,8 @@ from ..plotting import _pyplot, save_image_grid
 from ..train import fit
 from .common import (
     add_common_arguments,
+    add_data_arguments,
+    check_data_arguments,
     atomic_output_dir,
     int_list,
     positive_float,
@@ -38,7 +40,6 @@ from .common import (
 
 HELP = "train a diffusion probabilistic model; write samples, inpainting and its test bound"
 
-DATASETS = ("swissroll", "digits", "mnist")
 
 # per-data defaults for the options left out (the swiss roll is the paper's Figure 1, T=40)
 DEFAULTS: Dict[str, Dict[str, Any]] = {
@@ -52,11 +53,8 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", choices=DATASETS, default="swissroll",
-                        help="swissroll (2-D, default), digits (sklearn 8x8) or mnist (IDX files)")
-    parser.add_argument("--data-root", default=None,
-                        help="folder with the MNIST IDX files (for --data mnist); the test set "
-                             "is the t10k files when present, else a seeded 10%% hold-out")
+    add_data_arguments(parser, extra_choices=("swissroll",), default="swissroll",
+                       help="swissroll (2-D, default), digits (sklearn 8x8) or mnist (IDX files)")
     parser.add_argument("--steps", type=positive_int, default=None,
                         help="number of diffusion steps T (default: 40 swissroll, 100 images)")
     parser.add_argument("--schedule", choices=SCHEDULES, default=None,
@@ -100,8 +98,7 @@ def _resolve(args: argparse.Namespace) -> None:
             setattr(args, key, value)
     if args.net == "unet" and args.data == "swissroll":
         raise ValueError("--net unet needs images; use --data digits or mnist")
-    if args.data == "mnist" and args.data_root is None:
-        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
+    check_data_arguments(args)
 
 
 def _load(args: argparse.Namespace) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, Any]]:
