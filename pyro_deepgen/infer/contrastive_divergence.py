@@ -5,7 +5,8 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
-from ..models.rbm import RBM, bernoulli_sample
+from ..models.rbm import RBM, bernoulli_sample_16bit
+from ..nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
 
 _PLL_CHUNK_ELEMENTS = 1 << 22  # data points x visible x hidden entries held at once
 
@@ -111,8 +112,12 @@ class ContrastiveDivergence:
         else:
             p = p_pos
         for _ in range(self.k):
-            v_neg = rbm.sample_visible(bernoulli_sample(p))
-            x_neg = rbm.hidden_input(v_neg)
+            h = bernoulli_sample_16bit(p)
+            if rbm.visible == "bernoulli":
+                v_neg = bernoulli_sample_16bit(torch.sigmoid(rbm.visible_input(h)))
+            else:
+                v_neg = rbm.sample_visible(h)
+            x_neg = _hidden_input(rbm, v_neg, binary=True)
             p = torch.sigmoid(x_neg)
         if self.persistent:
             self.chains, self._chain_probs = v_neg, p
@@ -131,7 +136,7 @@ class ContrastiveDivergence:
         # so an update costs 3 + 2k matrix products for CD-k (2 + 2k + 1 for PCD), all batched.
         with torch.no_grad():
             v = v.to(W)
-            x_pos = rbm.hidden_input(v)
+            x_pos = _hidden_input(rbm, v, binary=False)
             p_pos = torch.sigmoid(x_pos)
             v_neg, x_neg, p_neg = self._negative_phase(rbm, v, p_pos)
             self.last_negative = v_neg
@@ -140,7 +145,11 @@ class ContrastiveDivergence:
                    - s * (rbm._visible_term(v_neg).sum() - F.softplus(x_neg).sum()))
             # d/dtheta [sum_n F(v_n) - s sum_m F(v~_m)], with dF/dW = -p(h|v) v^T, dF/dc = -p(h|v),
             # dF/db = -v (Bernoulli) or -(v - b) (Gaussian)
-            grad_w = torch.addmm(torch.mm(p_neg.t(), v_neg), p_pos.t(), v, beta=s, alpha=-1)
+            if rbm.visible == "bernoulli":  # sums of selected rows (binary states), (V, H)
+                grad_wt = sparse_rows_matmul_t(v_neg, p_neg, binary=True).mul_(s)
+                grad_w = grad_wt.sub_(sparse_rows_matmul_t(v, p_pos)).t()
+            else:
+                grad_w = torch.addmm(torch.mm(p_neg.t(), v_neg), p_pos.t(), v, beta=s, alpha=-1)
             centre = 0 if rbm.visible == "bernoulli" else b
             grad_b = s * (v_neg - centre).sum(0) - (v - centre).sum(0)
             grad_c = s * p_neg.sum(0) - p_pos.sum(0)
@@ -156,6 +165,15 @@ class ContrastiveDivergence:
                 grad_c = grad_c + v.shape[0] * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
         return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
+
+
+def _hidden_input(rbm: RBM, v: torch.Tensor, binary: bool) -> torch.Tensor:
+    """``rbm.hidden_input(v)`` for a 2-D batch of binary-unit RBM states (data or samples),
+    through :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states are
+    sums of rows of W^T: faster on CPU). ``binary``: ``v`` holds only 0/1 (our own samples)."""
+    if rbm.visible != "bernoulli":
+        return rbm.hidden_input(v)
+    return sparse_rows_matmul(v, rbm.weight.t(), binary=binary).add_(rbm.hidden_bias)
 
 
 class _PrecomputedGradient(torch.autograd.Function):

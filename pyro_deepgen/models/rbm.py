@@ -36,6 +36,28 @@ def bernoulli_sample(probs: torch.Tensor) -> torch.Tensor:
     return (torch.rand_like(probs) < probs).to(probs.dtype)
 
 
+def bernoulli_sample_16bit(probs: torch.Tensor) -> torch.Tensor:
+    r"""Bernoulli draws from 16-bit uniform integers, for the Gibbs sweeps of *training* (CD/PCD).
+
+    Each 32-bit draw of the generator gives two 16-bit uniforms :math:`u\in\{0,\dots,
+    2^{16}-1\}`, and a unit is on when :math:`u < 2^{16}p`: half the random numbers of
+    :func:`bernoulli_sample`, about twice as fast on CPU. The on-probability is
+    :math:`\lceil 2^{16}p\rceil / 2^{16}`, within :math:`1.6\times10^{-5}` of :math:`p` — far
+    below CD's own bias, but not exact, so AIS and the MCMC kernel keep :func:`bernoulli_sample`.
+    On CUDA (where random numbers are cheap) this is :func:`bernoulli_sample`.
+    """
+    if probs.device.type != "cpu":
+        return bernoulli_sample(probs)
+    n = probs.numel()
+    # 32-bit draws over (almost) the whole int32 range; both int16 halves are then uniform on
+    # [-2^15, 2^15) (the one excluded int32 value shifts probabilities by 2^-32)
+    u = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-2 ** 31, 2 ** 31 - 1)
+    u = u.view(torch.int16)[:n]
+    # int16 covers [-2^15, 2^15): u + 2^15 is uniform on {0, ..., 2^16 - 1}
+    threshold = probs.reshape(-1).mul(65536.0).sub_(32768.0)
+    return (u < threshold).to(probs.dtype).reshape(probs.shape)
+
+
 def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribution:
     """p(v | h) given its natural parameter ``eta = b + hW``: Bernoulli logits or unit-variance
     Gaussian mean, with event shape ``(num_visible,)``. Shared by the RBM and its annealed versions.
@@ -110,7 +132,11 @@ class RBM(PyroModule):
         if not init_scale >= 0:
             raise ValueError(f"init_scale must be >= 0, got {init_scale}")
         self.num_visible, self.num_hidden, self.visible = int(num_visible), int(num_hidden), visible
-        self.weight = nn.Parameter(torch.randn(self.num_hidden, self.num_visible) * init_scale)
+        # stored as the transpose of a (V, H) array: W^T's rows (one per visible unit) are
+        # contiguous, so products with sparse binary visible states are sums of rows (see
+        # pyro_deepgen.nn.sparse_matmul); dense products do not care about the layout
+        self.weight = nn.Parameter(
+            (torch.randn(self.num_visible, self.num_hidden) * init_scale).t())
         self.visible_bias = nn.Parameter(torch.zeros(self.num_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(self.num_hidden))
 

@@ -153,3 +153,19 @@ def test_bad_arguments():
         RBM(4, 3, visible="gaussian").log_partition_exact("visible")
     with pytest.raises(ValueError, match="layer="):
         rbm.log_partition_exact("top")
+
+
+def test_bernoulli_sample_16bit_frequencies():
+    """200,000 draws per probability (odd shapes, float32 and float64): the frequency of ones is
+    within 5 standard errors (<= 0.0056) of p; p = 0 and p = 1 are exact."""
+    from pyro_deepgen.models.rbm import bernoulli_sample_16bit
+
+    for dtype in (torch.float32, torch.float64):
+        p = torch.tensor([0.0, 1e-4, 0.13, 0.5, 0.9, 1.0], dtype=dtype)
+        draws = bernoulli_sample_16bit(p.expand(200_001, 6).contiguous())
+        assert draws.dtype == dtype and draws.shape == (200_001, 6)
+        assert set(draws.unique().tolist()) <= {0.0, 1.0}
+        freq = draws.mean(0)
+        se = (p * (1 - p) / 200_001).sqrt()
+        assert freq[0] == 0 and freq[-1] == 1
+        assert ((freq - p).abs() <= 5 * se + 1e-12).all(), (freq, p)

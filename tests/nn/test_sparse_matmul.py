@@ -1,0 +1,76 @@
+"""sparse_rows_matmul: equal to the dense product (binary and weighted left factors, empty rows,
+all-zero input, dense fallback), and the RBM / CD code paths that use it."""
+import pytest
+import torch
+
+from pyro_deepgen.infer import ContrastiveDivergence
+from pyro_deepgen.models import RBM
+from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
+
+
+def sparse_binary(n, k, density, dtype=torch.float64, device="cpu"):
+    return (torch.rand(n, k, device=device) < density).to(dtype)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.9])
+def test_equals_the_dense_product(device, binary, density):
+    x = sparse_binary(30, 40, density, device=device)
+    x[3] = 0  # an empty row is an empty bag: a zero row
+    if not binary:
+        x = x * torch.rand_like(x) * 3  # weighted nonzeros
+    table = torch.randn(40, 7, dtype=torch.float64, device=device)
+    got = sparse_rows_matmul(x, table, binary=binary)
+    assert got.shape == (30, 7)
+    assert torch.allclose(got, x @ table, atol=1e-12)
+    got_t = sparse_rows_matmul_t(x, torch.randn(30, 5, dtype=torch.float64, device=device))
+    assert got_t.shape == (40, 5)
+
+
+def test_transposed_product(device):
+    x = sparse_binary(30, 40, 0.1, device=device)
+    table = torch.randn(30, 5, dtype=torch.float64, device=device)
+    assert torch.allclose(sparse_rows_matmul_t(x, table, binary=True), x.t() @ table, atol=1e-12)
+
+
+def test_non_contiguous_table_and_bad_shapes():
+    x = sparse_binary(6, 8, 0.2)
+    table = torch.randn(5, 8, dtype=torch.float64).t()  # not contiguous: dense product
+    assert torch.allclose(sparse_rows_matmul(x, table, binary=True), x @ table)
+    with pytest.raises(ValueError, match=r"x \(n, k\) and table \(k, m\)"):
+        sparse_rows_matmul(x, torch.randn(7, 3, dtype=torch.float64))
+
+
+def test_rbm_weight_layout_survives_dtype_and_state_dict():
+    """RBM.weight is stored as the transpose of a (V, H) array so that W^T's rows are contiguous
+    (the sparse path); conversions and state_dict loading keep that layout."""
+    rbm = RBM(12, 5)
+    assert rbm.weight.shape == (5, 12) and rbm.weight.t().is_contiguous()
+    rbm = rbm.double()
+    assert rbm.weight.t().is_contiguous()
+    other = RBM(12, 5).double()
+    other.load_state_dict(rbm.state_dict())
+    assert other.weight.t().is_contiguous() and torch.equal(other.weight, rbm.weight)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_cd_gradient_on_the_sparse_path(device, persistent):
+    """A visible layer large and sparse enough (60 units, 10% on) for the sparse products: the
+    fused CD gradient still equals autograd's gradient of the surrogate sum F(v) - s sum F(v~)
+    for the negative samples used (float64, 1e-10), for binary and for grey-valued data."""
+    rbm = RBM(60, 7, init_scale=0.5).to(device, torch.float64)
+    with torch.no_grad():
+        rbm.visible_bias.fill_(-2.0)  # ~12% of the visible samples on: sparse negatives too
+    for data in (sparse_binary(9, 60, 0.1, device=device),
+                 sparse_binary(9, 60, 0.1, device=device) * 0.7):
+        cd = ContrastiveDivergence(k=2, persistent=persistent, num_chains=5)
+        rbm.zero_grad()
+        loss = cd(rbm, None, data)
+        loss.backward()
+        fused = [p.grad.clone() for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
+        v_neg = cd.last_negative
+        s = len(data) / len(v_neg)
+        rbm.zero_grad()
+        (rbm.free_energy(data).sum() - s * rbm.free_energy(v_neg).sum()).backward()
+        for got, p in zip(fused, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
+            assert torch.allclose(got, p.grad, atol=1e-10)
