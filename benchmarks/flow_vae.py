@@ -31,7 +31,6 @@ from pyro_deepgen.models import VAE
 from pyro_deepgen.train import fit
 
 
-
 def default_root() -> Path:
     """``../shared/data/mnist-5k`` relative to the repository, searched upwards (so that it
     is found from a git worktree too)."""
