@@ -9,7 +9,8 @@ of CD-1, CD-3, CD-k and PCD, samples, and (from ``benchmarks/rbm_deep.py``) DBN,
    and the medians of seconds per epoch are compared.
    scikit-learn computes in the dtype of its input: float64 for images scaled from uint8 (its
    usual use) and float32 when given float32; both ratios are printed. The package runs in
-   float32.
+   float32. A hand-written PyTorch CD-1 loop (dense products) is timed too, for the
+   framework overhead of ``fit`` + ``ContrastiveDivergence``.
 2. **Quality.** Each model (and scikit-learn's, whose weights are copied into an ``RBM``) is
    trained for ``--epochs`` epochs; AIS (``ais_log_partition``, the paper's 14,500 temperatures
    and 100 runs unless ``--ais-betas``/``--ais-runs``) gives log Z and the test log-likelihood
@@ -95,6 +96,24 @@ def from_sklearn(model) -> RBM:
     return rbm
 
 
+def handwritten_cd1(x, hidden, lr, batch_size, epochs, seed):
+    """The baseline for framework overhead: CD-1 in plain PyTorch (dense float32 products, no
+    training loop, no checks), the same update as ``ContrastiveDivergence(k=1)`` with SGD."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(hidden, x.shape[1], generator=g) * 0.01
+    b, c = torch.zeros(x.shape[1]), torch.zeros(hidden)
+    for _ in range(epochs):
+        for v in x[torch.randperm(len(x), generator=g)].split(batch_size):
+            p_pos = torch.sigmoid(torch.addmm(c, v, W.t()))
+            h = (torch.rand_like(p_pos) < p_pos).to(v.dtype)
+            v_neg = (torch.rand_like(v) < torch.sigmoid(torch.addmm(b, h, W))).to(v.dtype)
+            p_neg = torch.sigmoid(torch.addmm(c, v_neg, W.t()))
+            W.add_(torch.cat([p_pos, -p_neg]).t() @ torch.cat([v, v_neg]), alpha=lr / len(v))
+            b.add_(v.sum(0) - v_neg.sum(0), alpha=lr / len(v))
+            c.add_(p_pos.sum(0) - p_neg.sum(0), alpha=lr / len(v))
+    return W
+
+
 def _settle() -> None:
     """Let the other library's idle BLAS/OpenMP worker threads stop spinning before a timing
     (two thread pools busy-waiting on 2 cores slow whichever runs next)."""
@@ -108,7 +127,8 @@ def speed(x, methods, args):
     divided by the epochs), after a pause that lets the other library's threads go idle."""
     x64, x32 = x.double().numpy(), x.numpy()
     epochs = args.speed_epochs
-    times = {name: [] for name in ["sklearn_float64", "sklearn_float32", *methods]}
+    times = {name: [] for name in ["sklearn_float64", "sklearn_float32", "handwritten_CD-1",
+                                   *methods]}
     for name, make_loss in methods.items():  # warm-up: first-call costs are not per epoch
         train_ours(x[:2 * args.batch_size], args.hidden, make_loss(), 1, args.lr,
                    args.batch_size, args.seed)
@@ -120,6 +140,10 @@ def speed(x, methods, args):
             t = time.perf_counter()
             model.fit(xs)
             times[dtype_name].append((time.perf_counter() - t) / epochs)
+        _settle()
+        t = time.perf_counter()
+        handwritten_cd1(x, args.hidden, args.lr, args.batch_size, epochs, args.seed + r)
+        times["handwritten_CD-1"].append((time.perf_counter() - t) / epochs)
         for name, make_loss in methods.items():
             _settle()
             t = time.perf_counter()
@@ -127,14 +151,19 @@ def speed(x, methods, args):
             times[name].append((time.perf_counter() - t) / epochs)
     med = {name: statistics.median(t) for name, t in times.items()}
     res = {"seconds_per_epoch": med, "rounds": args.rounds, "epochs_per_timing": epochs}
-    for name in methods:
+    for name in ["handwritten_CD-1", *methods]:
         res[f"{name}_speedup_vs_sklearn_float64"] = med["sklearn_float64"] / med[name]
         res[f"{name}_speedup_vs_sklearn_float32"] = med["sklearn_float32"] / med[name]
+    res["CD-1_over_handwritten"] = med["CD-1"] / med["handwritten_CD-1"]
     print(f"[speed] seconds per epoch ({len(x)} images, {args.hidden} hidden, batch "
           f"{args.batch_size}, torch threads {torch.get_num_threads()}; fits of {epochs} epochs, "
           f"medians of {args.rounds} alternating rounds):")
     print(f"  scikit-learn BernoulliRBM (PCD-1): float64 {med['sklearn_float64']:.3f} s, "
           f"float32 {med['sklearn_float32']:.3f} s")
+    print(f"  hand-written PyTorch CD-1 (dense): {med['handwritten_CD-1']:.3f} s  -> "
+          f"{res['handwritten_CD-1_speedup_vs_sklearn_float64']:.2f}x faster than scikit-learn "
+          f"float64")
+    print(f"  pyro_deepgen CD-1 / hand-written CD-1 = {res['CD-1_over_handwritten']:.2f}")
     for name in methods:
         print(f"  pyro_deepgen {name:6s}: {med[name]:.3f} s  -> "
               f"{res[f'{name}_speedup_vs_sklearn_float64']:.2f}x faster than scikit-learn "
