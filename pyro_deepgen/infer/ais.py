@@ -157,7 +157,6 @@ def ais_log_partition(
     Computing 11 (2001), arXiv:physics/9803008.
     """
     from ..models.rbm import RBM, bernoulli_sample, sample_visible_from_natural
-    from ..nn.sparse_matmul import sparse_rows_matmul
 
     if not isinstance(rbm, RBM):
         raise TypeError(f"rbm must be a pyro_deepgen.models.RBM, got {type(rbm).__name__}")
@@ -195,10 +194,7 @@ def ais_log_partition(
         h = bernoulli_sample(torch.sigmoid(beta * x))
         eta = (1 - beta) * b_a + beta * (h @ W + b)
         v = sample_visible_from_natural(rbm.visible, eta)
-        if gaussian:
-            return v, F.linear(v, W, c)
-        # binary states: sums of rows of W^T on the CPU (pyro_deepgen.nn.sparse_matmul)
-        return v, sparse_rows_matmul(v, W.t(), binary=True).add_(c)
+        return v, rbm.hidden_input_of_states(v, binary=not gaussian)
 
     v0 = sample_visible_from_natural(rbm.visible, b_a.expand(int(num_runs), -1))
     log_w = annealed_importance_sampling((v0, F.linear(v0, W, c)), log_f, transition, betas)

@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from ..models.rbm import RBM, bernoulli_sample_16bit
-from ..nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
+from ..nn.sparse_matmul import sparse_rows_matmul_t
 
 _PLL_CHUNK_ELEMENTS = 1 << 22  # data points x visible x hidden entries held at once
 
@@ -117,7 +117,7 @@ class ContrastiveDivergence:
                 v_neg = bernoulli_sample_16bit(torch.sigmoid(rbm.visible_input(h)))
             else:
                 v_neg = rbm.sample_visible(h)
-            x_neg = _hidden_input(rbm, v_neg, binary=True)
+            x_neg = rbm.hidden_input_of_states(v_neg, binary=True)
             p = torch.sigmoid(x_neg)
         if self.persistent:
             self.chains, self._chain_probs = v_neg, p
@@ -136,7 +136,7 @@ class ContrastiveDivergence:
         # so an update costs 3 + 2k matrix products for CD-k (2 + 2k + 1 for PCD), all batched.
         with torch.no_grad():
             v = v.to(W)
-            x_pos = _hidden_input(rbm, v, binary=False)
+            x_pos = rbm.hidden_input_of_states(v)
             p_pos = torch.sigmoid(x_pos)
             v_neg, x_neg, p_neg = self._negative_phase(rbm, v, p_pos)
             self.last_negative = v_neg
@@ -165,15 +165,6 @@ class ContrastiveDivergence:
                 grad_c = grad_c + v.shape[0] * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
         return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
-
-
-def _hidden_input(rbm: RBM, v: torch.Tensor, binary: bool) -> torch.Tensor:
-    """``rbm.hidden_input(v)`` for a 2-D batch of binary-unit RBM states (data or samples),
-    through :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states are
-    sums of rows of W^T: faster on CPU). ``binary``: ``v`` holds only 0/1 (our own samples)."""
-    if rbm.visible != "bernoulli":
-        return rbm.hidden_input(v)
-    return sparse_rows_matmul(v, rbm.weight.t(), binary=binary).add_(rbm.hidden_bias)
 
 
 class _PrecomputedGradient(torch.autograd.Function):

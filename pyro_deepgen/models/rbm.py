@@ -9,6 +9,8 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from ..nn.sparse_matmul import sparse_rows_matmul
+
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 MAX_ENUMERATED_UNITS = 20
 _ENUMERATION_CHUNK = 1 << 14
@@ -159,6 +161,16 @@ class RBM(PyroModule):
         """The hidden units' total input :math:`c + W v`, shape ``(..., H)``."""
         self._check(v, self.num_visible, "v")
         return F.linear(v, self.weight, self.hidden_bias)
+
+    def hidden_input_of_states(self, v: torch.Tensor, binary: bool = False) -> torch.Tensor:
+        """:meth:`hidden_input` of a 2-D batch of states ``(n, V)``, computed for binary visible
+        units by :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states
+        as sums of rows of :math:`W^\top`: faster on CPU). ``binary=True`` promises 0/1 values
+        (the model's own samples). Used by CD/PCD and AIS; Gaussian units take the dense path."""
+        if self.visible != "bernoulli" or v.dim() != 2:
+            return self.hidden_input(v)
+        self._check(v, self.num_visible, "v")
+        return sparse_rows_matmul(v, self.weight.t(), binary=binary) + self.hidden_bias
 
     def visible_input(self, h: torch.Tensor) -> torch.Tensor:
         """The visible units' natural parameter :math:`b + W^\\top h`, shape ``(..., V)``."""

@@ -74,3 +74,16 @@ def test_cd_gradient_on_the_sparse_path(device, persistent):
         (rbm.free_energy(data).sum() - s * rbm.free_energy(v_neg).sum()).backward()
         for got, p in zip(fused, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
             assert torch.allclose(got, p.grad, atol=1e-10)
+
+
+def test_rbm_hidden_input_of_states_equals_hidden_input(device):
+    """The RBM's sparse-path hidden input equals the dense c + W v (binary and grey states);
+    Gaussian visible units and batched (3-D) states take the dense path."""
+    rbm = RBM(50, 6).to(device, torch.float64)
+    v = sparse_binary(8, 50, 0.1, device=device)
+    assert torch.allclose(rbm.hidden_input_of_states(v, binary=True), rbm.hidden_input(v))
+    assert torch.allclose(rbm.hidden_input_of_states(0.3 * v), rbm.hidden_input(0.3 * v))
+    v3 = v.expand(2, 8, 50)
+    assert torch.allclose(rbm.hidden_input_of_states(v3, binary=True), rbm.hidden_input(v3))
+    gauss = RBM(50, 6, visible="gaussian").to(device, torch.float64)
+    assert torch.allclose(gauss.hidden_input_of_states(v), gauss.hidden_input(v))
