@@ -62,9 +62,7 @@ def train_ours(x, hidden, loss, epochs, lr, batch_size, seed, init=None):
     if init is not None:
         rbm.load_state_dict(init.state_dict())
     else:
-        with torch.no_grad():
-            p = x.mean(0).clamp(1e-3, 1 - 1e-3)
-            rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+        rbm.init_visible_bias(x)
     times = []
     stamp = [time.perf_counter()]
 

@@ -138,9 +138,7 @@ def run(args: argparse.Namespace) -> None:
 
     pyro.set_rng_seed(args.seed)
     rbm = RBM(num_visible, args.hidden).to(device)
-    with torch.no_grad():  # Hinton's guide: visible biases at the log-odds of the marginals
-        p = x_train.mean(0).clamp(1e-3, 1 - 1e-3)
-        rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+    rbm.init_visible_bias(x_train)  # Hinton's guide: the log-odds of the marginals
     loss = ContrastiveDivergence(k=1 if args.pcd else args.cd_k, persistent=args.pcd,
                                  sparsity_target=args.sparsity_target,
                                  sparsity_cost=args.sparsity_cost)

@@ -299,7 +299,8 @@ class DBM(PyroModule):
         return (log_ratio + log_z0).to(b.dtype), stderr.to(b.dtype)
 
     # -- greedy pretraining ---------------------------------------------------------------
-    def pretrain(self, data: torch.Tensor, loss=None, **fit_kwargs) -> Tuple[RBM, RBM]:
+    def pretrain(self, data: torch.Tensor, loss=None, init_visible_bias: bool = True,
+                 **fit_kwargs) -> Tuple[RBM, RBM]:
         r"""Greedy layer-wise pretraining with doubled weights (Salakhutdinov & Hinton 2009,
         Sec. 3.1), through :func:`pyro_deepgen.train.fit` and contrastive divergence.
 
@@ -316,6 +317,9 @@ class DBM(PyroModule):
         :param loss: a loss factory ``() -> loss`` for each RBM (default
             ``ContrastiveDivergence(k=1)``), e.g.
             ``lambda: ContrastiveDivergence(persistent=True)``.
+        :param bool init_visible_bias: start each RBM's visible biases at the log-odds of its
+            training data's marginals (:meth:`RBM.init_visible_bias`; default True). Without
+            it, a few epochs leave the biases near 0 and the background pixels grey.
         :param fit_kwargs: passed to :func:`~pyro_deepgen.train.fit` for each layer (``epochs``,
             ``lr``, ``batch_size``, ``optimizer``, ``progress``, ...).
         :returns: the two (pretraining) RBMs.
@@ -329,9 +333,13 @@ class DBM(PyroModule):
         bottom = DoubledRBM(self.num_visible, self.num_hidden1, up=2.0).to(p)
         top = DoubledRBM(self.num_hidden1, self.num_hidden2, down=2.0).to(p)
         data = data.to(p)
+        if init_visible_bias:
+            bottom.init_visible_bias(data)
         fit(bottom, None, data, loss=make_loss(), **fit_kwargs)
         with torch.no_grad():
             h1 = bottom.sample_hidden(data)
+        if init_visible_bias:
+            top.init_visible_bias(h1)
         fit(top, None, h1, loss=make_loss(), **fit_kwargs)
         with torch.no_grad():
             self.weight1.copy_(bottom.weight)

@@ -73,7 +73,7 @@ class DBN(PyroModule):
 
     # -- training -------------------------------------------------------------------------
     def pretrain(self, data: torch.Tensor, loss=None, propagate: str = "sample",
-                 **fit_kwargs) -> List:
+                 init_visible_bias: bool = True, **fit_kwargs) -> List:
         r"""Greedy layer-wise training: fit ``rbms[0]`` to the data with
         :func:`pyro_deepgen.train.fit`, pass the data up (samples of :math:`h^1\sim q(h^1\mid v)`
         or, with ``propagate="mean"``, their probabilities), fit ``rbms[1]`` to that, and so on.
@@ -82,6 +82,8 @@ class DBN(PyroModule):
         :param loss: a factory ``() -> loss`` called once per RBM (default
             ``ContrastiveDivergence(k=1)``).
         :param str propagate: ``"sample"`` (default) or ``"mean"``.
+        :param bool init_visible_bias: start each RBM's visible biases at the log-odds of its
+            training data's marginals (:meth:`RBM.init_visible_bias`; default True).
         :param fit_kwargs: passed on to :func:`~pyro_deepgen.train.fit` (``epochs``, ``lr``,
             ``batch_size``, ``optimizer``, ``progress``, ...).
         :returns: the list of :class:`~pyro_deepgen.train.History`, one per RBM.
@@ -96,6 +98,8 @@ class DBN(PyroModule):
         x = data.to(self.top.weight)
         histories = []
         for layer, rbm in enumerate(self.rbms):
+            if init_visible_bias:
+                rbm.init_visible_bias(x)
             histories.append(fit(rbm, None, x, loss=make_loss(), **fit_kwargs))
             if layer < len(self.rbms) - 1:
                 with torch.no_grad():

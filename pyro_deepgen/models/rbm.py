@@ -172,6 +172,21 @@ class RBM(PyroModule):
         self._check(v, self.num_visible, "v")
         return sparse_rows_matmul(v, self.weight.t(), binary=binary) + self.hidden_bias
 
+    @torch.no_grad()
+    def init_visible_bias(self, data: torch.Tensor, eps: float = 1e-3) -> "RBM":
+        r"""Set the visible biases to those of the base-rate model of ``data`` ``(N, V)``: the
+        log-odds of the smoothed marginals :math:`\log\frac{\bar v_i}{1-\bar v_i}` (Bernoulli) or
+        the data mean (Gaussian), Hinton's recommended start (*A Practical Guide to Training
+        RBMs*, Sec. 8). With zero weights the RBM is then the maximum-likelihood factorial model
+        of the data. Returns ``self``."""
+        from ..infer.ais import base_rate_logits
+
+        self._check(data, self.num_visible, "data")
+        if data.dim() != 2:
+            raise ValueError(f"data must have shape (N, {self.num_visible}); got {tuple(data.shape)}")
+        self.visible_bias.copy_(base_rate_logits(data.to(self.visible_bias), eps, self.visible))
+        return self
+
     def visible_input(self, h: torch.Tensor) -> torch.Tensor:
         """The visible units' natural parameter :math:`b + W^\\top h`, shape ``(..., V)``."""
         self._check(h, self.num_hidden, "h")

@@ -169,3 +169,26 @@ def test_bernoulli_sample_16bit_frequencies():
         se = (p * (1 - p) / 200_001).sqrt()
         assert freq[0] == 0 and freq[-1] == 1
         assert ((freq - p).abs() <= 5 * se + 1e-12).all(), (freq, p)
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_init_visible_bias_gives_the_factorial_maximum_likelihood_model(visible):
+    """With zero weights, ``init_visible_bias`` makes the RBM the factorial model fitted by maximum
+    likelihood: its exact average log p(v) equals the closed form (Bernoulli: the sum of the
+    marginals' negative entropies, here on data whose marginals are exactly 1/4, 1/2 and 3/4;
+    Gaussian: unit-variance normals centred at the data mean)."""
+    torch.manual_seed(0)
+    if visible == "bernoulli":
+        data = torch.tensor([[1., 1., 1.], [0., 1., 1.], [0., 0., 1.], [0., 0., 0.]])
+        expected = sum(q * math.log(q) + (1 - q) * math.log(1 - q) for q in (0.25, 0.5, 0.75))
+    else:
+        data = torch.randn(50, 3) + torch.tensor([1.0, -2.0, 0.5])
+        expected = (-0.5 * (data - data.mean(0)).pow(2).sum(-1) - 1.5 * math.log(2 * math.pi)).mean()
+    rbm = RBM(3, 2, visible=visible).double()
+    with torch.no_grad():
+        rbm.weight.zero_()
+    assert rbm.init_visible_bias(data.double(), eps=0.0) is rbm
+    log_p = rbm.log_prob(data.double(), rbm.log_partition_exact()).mean()
+    assert torch.allclose(log_p, torch.as_tensor(expected, dtype=log_p.dtype), atol=1e-9)
+    with pytest.raises(ValueError, match="data"):
+        rbm.init_visible_bias(torch.zeros(4, 5))
