@@ -193,3 +193,18 @@ def test_runs_on_device(device):
         value.backward()
         assert value.device == v.device
     assert hm.log_prob_exact(v).device == v.device
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_pretrain_starts_at_the_base_rate_visible_biases(init):
+    """With a zero learning rate pretraining leaves every parameter where it started, so the
+    DBM's visible biases are the data's log-odds (init_visible_bias=True, the default) or 0."""
+    from pyro_deepgen.infer.ais import base_rate_logits
+
+    x = _teacher_data()
+    dbm = DBM(6, 4, 3)
+    bottom, top = dbm.pretrain(x, init_visible_bias=init, epochs=1, lr=0.0, batch_size=50,
+                               optimizer=torch.optim.SGD, progress=False)
+    expected = base_rate_logits(x) if init else torch.zeros(6)
+    assert torch.allclose(dbm.visible_bias, expected)
+    assert torch.allclose(bottom.visible_bias, expected)

@@ -122,3 +122,21 @@ def test_bad_input():
         dbn.lower_bound(ALL_V[:, :4], 0.0)
     with pytest.raises(ValueError, match="num_samples=<int>"):
         DBN((6, 12, 12, 2)).lower_bound(ALL_V, 0.0)
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_pretrain_starts_at_the_base_rate_visible_biases(init):
+    """With a zero learning rate greedy pretraining leaves every parameter where it started: the
+    first RBM's visible biases are the data's log-odds (init_visible_bias=True, the default) or
+    0, and the top RBM's weights are untouched."""
+    from pyro_deepgen.infer.ais import base_rate_logits
+
+    pyro.set_rng_seed(0)
+    x = torch.bernoulli(torch.full((100, 6), 0.3))
+    dbn = DBN((6, 4, 3))
+    top_weight = dbn.top.weight.detach().clone()
+    dbn.pretrain(x, init_visible_bias=init, epochs=1, lr=0.0, batch_size=50,
+                 optimizer=torch.optim.SGD, progress=False)
+    expected = base_rate_logits(x) if init else torch.zeros(6)
+    assert torch.allclose(dbn.rbms[0].visible_bias, expected)
+    assert torch.equal(dbn.top.weight, top_weight)
