@@ -122,7 +122,8 @@ def speed(x, methods, args):
     """Median seconds per epoch over alternating rounds; scikit-learn in float64 and float32.
 
     Each contender is timed over a whole ``fit`` of ``--speed-epochs`` epochs (set-up included,
-    divided by the epochs), after a pause that lets the other library's threads go idle."""
+    divided by the epochs), after a pause that lets the other library's threads go idle. The
+    order of the contenders rotates from round to round."""
     x64, x32 = x.double().numpy(), x.numpy()
     epochs = args.speed_epochs
     times = {name: [] for name in ["sklearn_float64", "sklearn_float32", "handwritten_CD-1",
@@ -131,24 +132,31 @@ def speed(x, methods, args):
         train_ours(x[:2 * args.batch_size], args.hidden, make_loss(), 1, args.lr,
                    args.batch_size, args.seed)
     sklearn_rbm(args.hidden, args.lr, args.batch_size, 1, args.seed).fit(x64[:2 * args.batch_size])
+
+    def contender(name, r):
+        """A callable that trains ``name`` once, with round ``r``'s seed (built untimed)."""
+        seed = args.seed + r
+        if name.startswith("sklearn"):
+            model = sklearn_rbm(args.hidden, args.lr, args.batch_size, epochs, seed)
+            xs = x64 if name == "sklearn_float64" else x32
+            return lambda: model.fit(xs)
+        if name == "handwritten_CD-1":
+            return lambda: handwritten_cd1(x, args.hidden, args.lr, args.batch_size, epochs, seed)
+        return lambda: train_ours(x, args.hidden, methods[name](), epochs, args.lr,
+                                  args.batch_size, seed)
+
+    names = list(times)
     for r in range(args.rounds):
-        for dtype_name, xs in (("sklearn_float64", x64), ("sklearn_float32", x32)):
-            model = sklearn_rbm(args.hidden, args.lr, args.batch_size, epochs, args.seed + r)
+        # the order rotates every round, so that no contender always follows the same one
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            run = contender(name, r)
             _settle()
             t = time.perf_counter()
-            model.fit(xs)
-            times[dtype_name].append((time.perf_counter() - t) / epochs)
-        _settle()
-        t = time.perf_counter()
-        handwritten_cd1(x, args.hidden, args.lr, args.batch_size, epochs, args.seed + r)
-        times["handwritten_CD-1"].append((time.perf_counter() - t) / epochs)
-        for name, make_loss in methods.items():
-            _settle()
-            t = time.perf_counter()
-            train_ours(x, args.hidden, make_loss(), epochs, args.lr, args.batch_size, args.seed + r)
+            run()
             times[name].append((time.perf_counter() - t) / epochs)
     med = {name: statistics.median(t) for name, t in times.items()}
-    res = {"seconds_per_epoch": med, "rounds": args.rounds, "epochs_per_timing": epochs}
+    res = {"seconds_per_epoch": med, "rounds": args.rounds, "epochs_per_timing": epochs,
+           "seconds_per_epoch_every_round": times}
     for name in ["handwritten_CD-1", *methods]:
         res[f"{name}_speedup_vs_sklearn_float64"] = med["sklearn_float64"] / med[name]
         res[f"{name}_speedup_vs_sklearn_float32"] = med["sklearn_float32"] / med[name]

@@ -333,7 +333,8 @@ def fit(
             total, seen = 0.0, 0
             for step in range(steps_per_epoch):
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                batch = tuple(d[idx] for d in epoch_data)
+                # index_select: several times faster than d[idx] for a row gather on CPU
+                batch = tuple(d.index_select(0, idx) for d in epoch_data)
                 if optim is None:
                     with poutine.trace(param_only=True) as capture:
                         value = _step_loss(loss, model, guide, batch, kwargs)

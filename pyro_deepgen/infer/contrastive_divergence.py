@@ -5,8 +5,7 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
-from ..models.rbm import RBM, bernoulli_sample_16bit
-from ..nn.sparse_matmul import sparse_rows_matmul_t
+from ..models.rbm import RBM, bernoulli_sample_16bit, sample_visible_from_natural
 
 _PLL_CHUNK_ELEMENTS = 1 << 22  # data points x visible x hidden entries held at once
 
@@ -35,9 +34,14 @@ class ContrastiveDivergence:
     (:math:`\partial F/\partial W = -p(h\mid v)\,v^\top` etc.) and computed without an
     autograd graph, reusing the hidden inputs of the Gibbs sweeps; a small
     ``torch.autograd.Function`` attaches it to the returned value, so ``loss.backward()``, Pyro
-    and torch optimizers and :func:`~pyro_deepgen.train.fit` work as with any surrogate. CD-k
-    costs :math:`3 + 2k` matrix products per update, PCD-1 five (it reuses the chains' hidden
-    probabilities from the previous update, like scikit-learn). The last negative samples are
+    and torch optimizers and :func:`~pyro_deepgen.train.fit` work as with any surrogate. The
+    negative samples and the data are stacked, :math:`S = [\tilde v; v]`, so that the weight
+    gradient is the single product :math:`S^\top [\tfrac BM p(h\mid\tilde v); -p(h\mid v)]`;
+    for PCD the two hidden inputs are one product :math:`S W^\top` too. CD-k costs the work of
+    :math:`2k + 3` products of size :math:`B\times V\times H` per update, PCD-1 five (it reuses
+    the chains' hidden probabilities from the previous update, like scikit-learn) in three
+    calls. Training sweeps draw binary units with
+    :func:`~pyro_deepgen.models.rbm.bernoulli_sample_16bit`. The last negative samples are
     kept in ``last_negative``. Every call advances the persistent chains, so validate with an
     ``eval_fn`` such as :func:`pseudo_log_likelihood` rather than with this loss.
 
@@ -91,37 +95,33 @@ class ContrastiveDivergence:
         self._chain_probs: Optional[torch.Tensor] = None
         self._chain_owner: Optional[torch.Tensor] = None
 
-    def _negative_phase(self, rbm: RBM, v: torch.Tensor, p_pos: torch.Tensor):
-        """``k`` sweeps from the data (CD) or from the persistent chains (PCD), which are updated.
+    def _negative_samples(self, rbm: RBM, p_start: torch.Tensor, W: torch.Tensor,
+                          b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``k`` block-Gibbs sweeps h ~ p(h|.) -> v ~ p(v|h) from the hidden probabilities
+        ``p_start`` (of the data for CD, of the persistent chains for PCD); returns the last v.
 
-        Returns the negative samples, their hidden inputs and hidden probabilities. Each sweep
-        costs two matrix products; the last hidden input is reused by the update. Like
-        scikit-learn, PCD keeps the chains' hidden probabilities from the previous update and
-        draws the first h from them (a transition with the parameters of one update earlier),
-        which saves a matrix product per update.
-        """
-        if self.persistent:
-            if self.chains is None or self._chain_owner is not rbm.weight:
-                if self.chains is None:
-                    n = v.shape[0] if self.num_chains is None else self.num_chains
-                    idx = torch.arange(n, device=v.device) % v.shape[0]
-                    self.chains = v[idx].clone()
-                self._chain_probs = rbm.hidden_probs(self.chains)
-                self._chain_owner = rbm.weight
-            p = self._chain_probs
-        else:
-            p = p_pos
-        for _ in range(self.k):
+        The hidden input of the last v is left to the caller, which computes it in one product
+        with the data's (PCD) and reuses it for the update. (``W, b, c`` are the RBM's
+        parameters, passed in to spare the module's attribute look-ups in the sweeps.)"""
+        v_neg = None
+        for sweep in range(self.k):
+            p = p_start if sweep == 0 else torch.sigmoid(torch.addmm(c, v_neg, W.t()))
             h = bernoulli_sample_16bit(p)
-            if rbm.visible == "bernoulli":
-                v_neg = bernoulli_sample_16bit(torch.sigmoid(rbm.visible_input(h)))
-            else:
-                v_neg = rbm.sample_visible(h)
-            x_neg = rbm.hidden_input_of_states(v_neg, binary=True)
-            p = torch.sigmoid(x_neg)
-        if self.persistent:
-            self.chains, self._chain_probs = v_neg, p
-        return v_neg, x_neg, p
+            v_neg = sample_visible_from_natural(rbm.visible, torch.addmm(b, h, W),
+                                                bernoulli=bernoulli_sample_16bit)
+        return v_neg
+
+    def _chain_start(self, rbm: RBM, v: torch.Tensor) -> torch.Tensor:
+        """The persistent chains' hidden probabilities (PCD); starts the chains at the first
+        minibatch (cycled to ``num_chains``) and restarts their probabilities for a new RBM."""
+        if self.chains is None or self._chain_owner is not rbm.weight:
+            if self.chains is None:
+                n = v.shape[0] if self.num_chains is None else self.num_chains
+                idx = torch.arange(n, device=v.device) % v.shape[0]
+                self.chains = v[idx].clone()
+            self._chain_probs = rbm.hidden_probs(self.chains)
+            self._chain_owner = rbm.weight
+        return self._chain_probs
 
     def __call__(self, model: RBM, guide, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         rbm = model
@@ -132,37 +132,60 @@ class ContrastiveDivergence:
         if v.dim() != 2 or v.shape[-1] != rbm.num_visible:
             raise ValueError(f"v must have shape (batch, {rbm.num_visible}); got {tuple(v.shape)}")
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
-        # Fused update path: the surrogate's gradient is written out by hand (no autograd graph),
-        # so an update costs 3 + 2k matrix products for CD-k (2 + 2k + 1 for PCD), all batched.
+        # Fused update path: the surrogate's gradient is written out by hand (no autograd graph).
+        # Rows [0, m) of ``states`` / ``x`` / ``p`` are the m negative samples, rows [m, m + n)
+        # the n data points, so that the weight gradient is one product states^T [s p_neg; -p_pos]
+        # and PCD's two hidden inputs are one product too.
         with torch.no_grad():
             v = v.to(W)
-            x_pos = rbm.hidden_input_of_states(v)
-            p_pos = torch.sigmoid(x_pos)
-            v_neg, x_neg, p_neg = self._negative_phase(rbm, v, p_pos)
-            self.last_negative = v_neg
-            s = v.shape[0] / v_neg.shape[0]
-            gap = ((rbm._visible_term(v).sum() - F.softplus(x_pos).sum())
-                   - s * (rbm._visible_term(v_neg).sum() - F.softplus(x_neg).sum()))
-            # d/dtheta [sum_n F(v_n) - s sum_m F(v~_m)], with dF/dW = -p(h|v) v^T, dF/dc = -p(h|v),
-            # dF/db = -v (Bernoulli) or -(v - b) (Gaussian)
-            if rbm.visible == "bernoulli":  # sums of selected rows (binary states), (V, H)
-                grad_wt = sparse_rows_matmul_t(v_neg, p_neg, binary=True).mul_(s)
-                grad_w = grad_wt.sub_(sparse_rows_matmul_t(v, p_pos)).t()
+            n = v.shape[0]
+            if self.persistent:
+                p_start = self._chain_start(rbm, v)
+                m = p_start.shape[0]
             else:
-                grad_w = torch.addmm(torch.mm(p_neg.t(), v_neg), p_pos.t(), v, beta=s, alpha=-1)
-            centre = 0 if rbm.visible == "bernoulli" else b
-            grad_b = s * (v_neg - centre).sum(0) - (v - centre).sum(0)
+                m = n
+            states = W.new_empty(m + n, rbm.num_visible)
+            states[m:] = v
+            x, p = W.new_empty(m + n, rbm.num_hidden), W.new_empty(m + n, rbm.num_hidden)
+            if not self.persistent:
+                torch.addmm(c, v, W.t(), out=x[m:])
+                p_start = torch.sigmoid(x[m:], out=p[m:])
+            v_neg = self._negative_samples(rbm, p_start, W, b, c)
+            states[:m] = v_neg
+            if self.persistent:
+                torch.addmm(c, states, W.t(), out=x)
+                torch.sigmoid(x, out=p)
+                self.chains, self._chain_probs = v_neg, p[:m].clone()
+            else:
+                torch.addmm(c, v_neg, W.t(), out=x[:m])
+                torch.sigmoid(x[:m], out=p[:m])
+            self.last_negative = v_neg
+            s = n / m
+            # the value: sum_n F(v_n) - s sum_m F(v~_m), F(v) = visible term - sum softplus(x)
+            if rbm.visible == "bernoulli":
+                free = torch.addmv(F.softplus(x).sum(-1), states, b, alpha=-1, beta=-1)
+            else:
+                free = 0.5 * (states - b).pow(2).sum(-1) - F.softplus(x).sum(-1)
+            gap = free[m:].sum() - s * free[:m].sum()
+            # its gradient: dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or
+            # -(v - b) (Gaussian; the b terms cancel because s m = n)
+            p_neg, p_pos = p[:m], p[m:]
+            grad_b = s * v_neg.sum(0) - v.sum(0)
             grad_c = s * p_neg.sum(0) - p_pos.sum(0)
-            if self.sparsity_target is not None and self.sparsity_cost > 0:
-                current = p_pos.mean(0)
-                if self.mean_activation is None or self.mean_activation.shape != current.shape:
-                    self.mean_activation = current
+            mean_pos = p_pos.mean(0) if self.sparsity_target is not None else None
+            p_pos.neg_()
+            if s != 1:
+                p_neg.mul_(s)
+            grad_w = torch.mm(states.t(), p).t()  # (H, V), laid out like W (see RBM.weight)
+            if mean_pos is not None and self.sparsity_cost > 0:
+                if self.mean_activation is None or self.mean_activation.shape != mean_pos.shape:
+                    self.mean_activation = mean_pos
                 else:
                     d = self.sparsity_decay
-                    self.mean_activation = d * self.mean_activation + (1 - d) * current
+                    self.mean_activation = d * self.mean_activation + (1 - d) * mean_pos
                 # gradient of sum_{n,j} pull_j (c_j + W_j v_n), pull detached
                 pull = self.sparsity_cost * (self.mean_activation - self.sparsity_target)
-                grad_c = grad_c + v.shape[0] * pull
+                grad_c = grad_c + n * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
         return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
 

@@ -1,6 +1,6 @@
 """Restricted Boltzmann machine (Smolensky 1986; Hinton 2002), binary or Gaussian visible units."""
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import pyro
 import pyro.distributions as dist
@@ -41,23 +41,24 @@ def bernoulli_sample(probs: torch.Tensor) -> torch.Tensor:
 def bernoulli_sample_16bit(probs: torch.Tensor) -> torch.Tensor:
     r"""Bernoulli draws from 16-bit uniform integers, for the Gibbs sweeps of *training* (CD/PCD).
 
-    Each 32-bit draw of the generator gives two 16-bit uniforms :math:`u\in\{0,\dots,
-    2^{16}-1\}`, and a unit is on when :math:`u < 2^{16}p`: half the random numbers of
-    :func:`bernoulli_sample`, about twice as fast on CPU. The on-probability is
-    :math:`\lceil 2^{16}p\rceil / 2^{16}`, within :math:`1.6\times10^{-5}` of :math:`p` — far
-    below CD's own bias, but not exact, so AIS and the MCMC kernel keep :func:`bernoulli_sample`.
-    On CUDA (where random numbers are cheap) this is :func:`bernoulli_sample`.
+    Each 64-bit draw of the generator gives four 16-bit uniforms :math:`u\in\{0,\dots,
+    2^{16}-1\}`, and a unit is on when :math:`u < 2^{16}p`: a quarter of the random bits of
+    :func:`bernoulli_sample` and, on CPU, under half its time. The on-probability is
+    :math:`\lceil 2^{16}p\rceil / 2^{16}`, within :math:`1.6\times10^{-5}` of :math:`p` (exact at
+    0 and 1) — far below CD's own bias, but not exact, so AIS and the MCMC kernel keep
+    :func:`bernoulli_sample`. On CUDA (where random numbers are cheap) this is
+    :func:`bernoulli_sample`.
     """
     if probs.device.type != "cpu":
         return bernoulli_sample(probs)
     n = probs.numel()
-    # 32-bit draws over (almost) the whole int32 range; both int16 halves are then uniform on
-    # [-2^15, 2^15) (the one excluded int32 value shifts probabilities by 2^-32)
-    u = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-2 ** 31, 2 ** 31 - 1)
-    u = u.view(torch.int16)[:n]
-    # int16 covers [-2^15, 2^15): u + 2^15 is uniform on {0, ..., 2^16 - 1}
-    threshold = probs.reshape(-1).mul(65536.0).sub_(32768.0)
-    return (u < threshold).to(probs.dtype).reshape(probs.shape)
+    # full-range 64-bit draws (``random_(-2**63, None)`` takes the generator's 64 bits as they
+    # are); each int16 quarter is uniform on [-2^15, 2^15), so u + 2^15 is uniform on
+    # {0, ..., 2^16 - 1}
+    u = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
+    u = u.view(torch.int16)[:n].view(probs.shape).to(probs.dtype)
+    on = torch.lt(u, probs.mul(65536.0).sub_(32768.0))
+    return on.view(torch.uint8).to(probs.dtype)  # (bool -> float is slower than uint8 -> float)
 
 
 def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribution:
@@ -69,10 +70,15 @@ def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribut
     return dist.Normal(eta, torch.ones_like(eta), validate_args=False).to_event(1)
 
 
-def sample_visible_from_natural(visible: str, eta: torch.Tensor) -> torch.Tensor:
-    """A draw from :func:`visible_dist_from_natural` (without building the distribution)."""
+def sample_visible_from_natural(visible: str, eta: torch.Tensor,
+                                bernoulli: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                                ) -> torch.Tensor:
+    """A draw from :func:`visible_dist_from_natural` (without building the distribution).
+
+    ``bernoulli(probs)`` draws binary units (default :func:`bernoulli_sample`; CD/PCD training
+    passes :func:`bernoulli_sample_16bit`)."""
     if visible == "bernoulli":
-        return bernoulli_sample(torch.sigmoid(eta))
+        return (bernoulli or bernoulli_sample)(torch.sigmoid(eta))
     return eta + torch.randn_like(eta)
 
 
@@ -166,7 +172,7 @@ class RBM(PyroModule):
         """:meth:`hidden_input` of a 2-D batch of states ``(n, V)``, computed for binary visible
         units by :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states
         as sums of rows of :math:`W^\top`: faster on CPU). ``binary=True`` promises 0/1 values
-        (the model's own samples). Used by CD/PCD and AIS; Gaussian units take the dense path."""
+        (the model's own samples). Used by AIS; Gaussian units take the dense path."""
         if self.visible != "bernoulli" or v.dim() != 2:
             return self.hidden_input(v)
         self._check(v, self.num_visible, "v")
@@ -190,13 +196,15 @@ class RBM(PyroModule):
     def visible_input(self, h: torch.Tensor) -> torch.Tensor:
         """The visible units' natural parameter :math:`b + W^\\top h`, shape ``(..., V)``."""
         self._check(h, self.num_hidden, "h")
+        if h.dim() == 2:
+            return torch.addmm(self.visible_bias, h, self.weight)
         return torch.matmul(h, self.weight) + self.visible_bias
 
     def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
         """The h-free part of E: :math:`-b^\\top v` or :math:`\\frac12\\lVert v-b\\rVert^2`."""
         self._check(v, self.num_visible, "v")
         if self.visible == "bernoulli":
-            return -(v * self.visible_bias).sum(-1)
+            return -torch.matmul(v, self.visible_bias)
         return 0.5 * (v - self.visible_bias).pow(2).sum(-1)
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

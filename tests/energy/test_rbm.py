@@ -169,6 +169,13 @@ def test_bernoulli_sample_16bit_frequencies():
         se = (p * (1 - p) / 200_001).sqrt()
         assert freq[0] == 0 and freq[-1] == 1
         assert ((freq - p).abs() <= 5 * se + 1e-12).all(), (freq, p)
+    # each 64-bit draw feeds four consecutive units (int16 lanes 0-3): with 4 columns, column j
+    # is lane j. Every lane is fair (5 s.e. = 0.0056 over 200,000 draws; a lane without its
+    # sign bit would give 0 here) and lanes 0 and 3 are independent (P(both) = 1/4 +- 5 s.e.)
+    half = bernoulli_sample_16bit(torch.full((200_000, 4), 0.5))
+    assert ((half.mean(0) - 0.5).abs() <= 5 * 0.5 / 200_000 ** 0.5).all(), half.mean(0)
+    both = (half[:, 0] * half[:, 3]).mean()
+    assert abs(both - 0.25) <= 5 * (0.25 * 0.75 / 200_000) ** 0.5, both
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])

@@ -1,9 +1,8 @@
 """sparse_rows_matmul: equal to the dense product (binary and weighted left factors, empty rows,
-all-zero input, dense fallback), and the RBM / CD code paths that use it."""
+all-zero input, dense fallback), and the RBM code path (AIS) that uses it."""
 import pytest
 import torch
 
-from pyro_deepgen.infer import ContrastiveDivergence
 from pyro_deepgen.models import RBM
 from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
 
@@ -51,29 +50,6 @@ def test_rbm_weight_layout_survives_dtype_and_state_dict():
     other = RBM(12, 5).double()
     other.load_state_dict(rbm.state_dict())
     assert other.weight.t().is_contiguous() and torch.equal(other.weight, rbm.weight)
-
-
-@pytest.mark.parametrize("persistent", [False, True])
-def test_cd_gradient_on_the_sparse_path(device, persistent):
-    """A visible layer large and sparse enough (60 units, 10% on) for the sparse products: the
-    fused CD gradient still equals autograd's gradient of the surrogate sum F(v) - s sum F(v~)
-    for the negative samples used (float64, 1e-10), for binary and for grey-valued data."""
-    rbm = RBM(60, 7, init_scale=0.5).to(device, torch.float64)
-    with torch.no_grad():
-        rbm.visible_bias.fill_(-2.0)  # ~12% of the visible samples on: sparse negatives too
-    for data in (sparse_binary(9, 60, 0.1, device=device),
-                 sparse_binary(9, 60, 0.1, device=device) * 0.7):
-        cd = ContrastiveDivergence(k=2, persistent=persistent, num_chains=5)
-        rbm.zero_grad()
-        loss = cd(rbm, None, data)
-        loss.backward()
-        fused = [p.grad.clone() for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
-        v_neg = cd.last_negative
-        s = len(data) / len(v_neg)
-        rbm.zero_grad()
-        (rbm.free_energy(data).sum() - s * rbm.free_energy(v_neg).sum()).backward()
-        for got, p in zip(fused, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
-            assert torch.allclose(got, p.grad, atol=1e-10)
 
 
 def test_rbm_hidden_input_of_states_equals_hidden_input(device):
