@@ -95,19 +95,16 @@ class ContrastiveDivergence:
         self._chain_probs: Optional[torch.Tensor] = None
         self._chain_owner: Optional[torch.Tensor] = None
 
-    def _negative_samples(self, rbm: RBM, p_start: torch.Tensor, W: torch.Tensor,
-                          b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _negative_samples(self, rbm: RBM, p_start: torch.Tensor) -> torch.Tensor:
         """``k`` block-Gibbs sweeps h ~ p(h|.) -> v ~ p(v|h) from the hidden probabilities
-        ``p_start`` (of the data for CD, of the persistent chains for PCD); returns the last v.
-
-        The hidden input of the last v is left to the caller, which computes it in one product
-        with the data's (PCD) and reuses it for the update. (``W, b, c`` are the RBM's
-        parameters, passed in to spare the module's attribute look-ups in the sweeps.)"""
+        ``p_start`` (of the data for CD, of the persistent chains for PCD), with the RBM's own
+        conditionals; returns the last v. Its hidden input is left to the caller, which
+        computes it in one product with the data's (PCD) and reuses it for the update."""
         v_neg = None
         for sweep in range(self.k):
-            p = p_start if sweep == 0 else torch.sigmoid(torch.addmm(c, v_neg, W.t()))
+            p = p_start if sweep == 0 else rbm.hidden_probs(v_neg)
             h = bernoulli_sample_16bit(p)
-            v_neg = sample_visible_from_natural(rbm.visible, torch.addmm(b, h, W),
+            v_neg = sample_visible_from_natural(rbm.visible, rbm.visible_input(h),
                                                 bernoulli=bernoulli_sample_16bit)
         return v_neg
 
@@ -132,35 +129,50 @@ class ContrastiveDivergence:
         if v.dim() != 2 or v.shape[-1] != rbm.num_visible:
             raise ValueError(f"v must have shape (batch, {rbm.num_visible}); got {tuple(v.shape)}")
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
-        # Fused update path: the surrogate's gradient is written out by hand (no autograd graph).
         # Rows [0, m) of ``states`` / ``x`` / ``p`` are the m negative samples, rows [m, m + n)
-        # the n data points, so that the weight gradient is one product states^T [s p_neg; -p_pos]
-        # and PCD's two hidden inputs are one product too.
+        # the n data points: the weight gradient is one product states^T [s p_neg; -p_pos], and
+        # PCD's two hidden inputs are one product too.
         with torch.no_grad():
             v = v.to(W)
             n = v.shape[0]
             if self.persistent:
                 p_start = self._chain_start(rbm, v)
-                m = p_start.shape[0]
             else:
-                m = n
-            states = W.new_empty(m + n, rbm.num_visible)
-            states[m:] = v
-            x, p = W.new_empty(m + n, rbm.num_hidden), W.new_empty(m + n, rbm.num_hidden)
-            if not self.persistent:
-                torch.addmm(c, v, W.t(), out=x[m:])
-                p_start = torch.sigmoid(x[m:], out=p[m:])
-            v_neg = self._negative_samples(rbm, p_start, W, b, c)
-            states[:m] = v_neg
+                x_pos = rbm.hidden_input(v)
+                p_start = torch.sigmoid(x_pos)
+            v_neg = self._negative_samples(rbm, p_start)
+            m = v_neg.shape[0]
+            s = n / m
+            self.last_negative = v_neg
+            states = torch.cat([v_neg, v])
             if self.persistent:
-                torch.addmm(c, states, W.t(), out=x)
-                torch.sigmoid(x, out=p)
+                x = rbm.hidden_input(states)
+                p = torch.sigmoid(x)
                 self.chains, self._chain_probs = v_neg, p[:m].clone()
             else:
-                torch.addmm(c, v_neg, W.t(), out=x[:m])
-                torch.sigmoid(x[:m], out=p[:m])
-            self.last_negative = v_neg
-            s = n / m
+                x = torch.cat([rbm.hidden_input(v_neg), x_pos])
+                p = torch.sigmoid(x)
+            p_pos = p[m:]
+            mean_pos = p_pos.mean(0) if self.sparsity_target is not None else None
+        pull = None
+        if mean_pos is not None and self.sparsity_cost > 0:
+            if self.mean_activation is None or self.mean_activation.shape != mean_pos.shape:
+                self.mean_activation = mean_pos
+            else:
+                d = self.sparsity_decay
+                self.mean_activation = d * self.mean_activation + (1 - d) * mean_pos
+            # the penalty's gradient: that of sum_{n,j} pull_j x_nj(v_n), pull detached
+            pull = self.sparsity_cost * (self.mean_activation - self.sparsity_target)
+        if not _has_rbm_energy(rbm):
+            # a subclass with its own conditionals or free energy (e.g. DBM pretraining's
+            # DoubledRBM): the surrogate's gradient by autograd, with the negatives drawn above
+            surrogate = rbm.free_energy(v).sum() - s * rbm.free_energy(v_neg).sum()
+            if pull is None:
+                return surrogate
+            penalty = (pull * rbm.hidden_input(v)).sum()
+            return surrogate + (penalty - penalty.detach())
+        # Fused update path: the gradient is written out (no autograd graph).
+        with torch.no_grad():
             # the value: sum_n F(v_n) - s sum_m F(v~_m), F(v) = visible term - sum softplus(x)
             if rbm.visible == "bernoulli":
                 free = torch.addmv(F.softplus(x).sum(-1), states, b, alpha=-1, beta=-1)
@@ -169,25 +181,25 @@ class ContrastiveDivergence:
             gap = free[m:].sum() - s * free[:m].sum()
             # its gradient: dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or
             # -(v - b) (Gaussian; the b terms cancel because s m = n)
-            p_neg, p_pos = p[:m], p[m:]
+            p_neg = p[:m]
             grad_b = s * v_neg.sum(0) - v.sum(0)
             grad_c = s * p_neg.sum(0) - p_pos.sum(0)
-            mean_pos = p_pos.mean(0) if self.sparsity_target is not None else None
             p_pos.neg_()
             if s != 1:
                 p_neg.mul_(s)
             grad_w = torch.mm(states.t(), p).t()  # (H, V), laid out like W (see RBM.weight)
-            if mean_pos is not None and self.sparsity_cost > 0:
-                if self.mean_activation is None or self.mean_activation.shape != mean_pos.shape:
-                    self.mean_activation = mean_pos
-                else:
-                    d = self.sparsity_decay
-                    self.mean_activation = d * self.mean_activation + (1 - d) * mean_pos
-                # gradient of sum_{n,j} pull_j (c_j + W_j v_n), pull detached
-                pull = self.sparsity_cost * (self.mean_activation - self.sparsity_target)
+            if pull is not None:
                 grad_c = grad_c + n * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
         return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
+
+
+def _has_rbm_energy(rbm: RBM) -> bool:
+    """Whether ``rbm`` has the plain RBM's conditionals and free energy, which the fused
+    gradient writes out; subclasses that change them get autograd's gradient instead."""
+    cls = type(rbm)
+    return all(getattr(cls, name) is getattr(RBM, name)
+               for name in ("hidden_input", "visible_input", "free_energy", "_visible_term"))
 
 
 class _PrecomputedGradient(torch.autograd.Function):

@@ -173,7 +173,8 @@ class RBM(PyroModule):
         units by :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states
         as sums of rows of :math:`W^\top`: faster on CPU). ``binary=True`` promises 0/1 values
         (the model's own samples). Used by AIS; Gaussian units take the dense path."""
-        if self.visible != "bernoulli" or v.dim() != 2:
+        if (self.visible != "bernoulli" or v.dim() != 2
+                or type(self).hidden_input is not RBM.hidden_input):  # a subclass's own input
             return self.hidden_input(v)
         self._check(v, self.num_visible, "v")
         return sparse_rows_matmul(v, self.weight.t(), binary=binary) + self.hidden_bias

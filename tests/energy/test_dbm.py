@@ -5,6 +5,7 @@ import pyro
 import pytest
 import torch
 
+from pyro_deepgen.infer import ContrastiveDivergence
 from pyro_deepgen.models import DBM, RBM, HelmholtzMachine, MeanFieldPCD
 from pyro_deepgen.models.dbm import DoubledRBM
 from pyro_deepgen.models.rbm import binary_states
@@ -110,6 +111,38 @@ def test_doubled_rbm_conditionals():
     top = DoubledRBM(3, 2, down=2.0)
     h = binary_states(2)
     assert torch.allclose(top.visible_mean(h), torch.sigmoid(2 * h @ top.weight + top.visible_bias))
+
+
+@pytest.mark.parametrize("up,down", [(2.0, 1.0), (1.0, 2.0)])
+@pytest.mark.parametrize("persistent", [False, True])
+def test_contrastive_divergence_on_doubled_rbms_uses_their_conditionals(up, down, persistent):
+    """CD/PCD on DBM pretraining's DoubledRBMs: the gradient is autograd's gradient of
+    sum_n F(v_n) - s sum_m F(v~_m) with the doubled model's own free energy (the fused path,
+    written for the plain RBM, would drop the factor ``up`` and use sigma(W v + c)), and PCD's
+    stored chain probabilities are the doubled p(h | v~). float64, 1e-10."""
+    torch.manual_seed(0)
+    rbm = DoubledRBM(6, 3, up=up, down=down).double()
+    with torch.no_grad():
+        rbm.weight.normal_()
+        rbm.hidden_bias.normal_()
+    v = ALL_V[:10].double()
+    cd = ContrastiveDivergence(k=2, persistent=persistent, num_chains=4)
+    for _ in range(2):
+        rbm.zero_grad()
+        loss = cd(rbm, None, v)
+        loss.backward()
+        got = [q.grad.clone() for q in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
+        v_neg = cd.last_negative
+        s = len(v) / len(v_neg)
+        rbm.zero_grad()
+        surrogate = rbm.free_energy(v).sum() - s * rbm.free_energy(v_neg).sum()
+        surrogate.backward()
+        assert torch.allclose(loss, surrogate, atol=1e-10)
+        for g, q in zip(got, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
+            assert torch.allclose(g, q.grad, atol=1e-10)
+        if persistent:
+            expected = torch.sigmoid(up * cd.chains @ rbm.weight.T + rbm.hidden_bias)
+            assert torch.allclose(cd._chain_probs, expected.detach(), atol=1e-12)
 
 
 def test_mean_field_pcd_gradient():
