@@ -44,9 +44,9 @@ DATA_ROOT = next(
 #: name -> (full setting, --quick setting); ``args`` attributes of the same name override them.
 DEFAULTS = {
     "deep_hidden": ((500, 500), (50, 50)),
-    "deep_epochs": (10, 1),
+    "deep_epochs": (40, 1),
     "deep_lr": (0.05, 0.05),
-    "dbm_epochs": (10, 1),
+    "dbm_epochs": (40, 1),
     "dbm_lr": (0.01, 0.01),
     "ais_betas": (5000, 200),  # --ais-betas 14500: the paper's schedule (slow on 2 cores)
     "ais_runs": (100, 10),
