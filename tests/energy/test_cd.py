@@ -33,7 +33,8 @@ def exact_nll_grad(rbm, data):
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("persistent", [False, True])
-def test_fused_gradient_is_the_autograd_gradient_of_the_surrogate(visible, persistent):
+def test_fused_gradient_is_the_autograd_gradient_of_the_surrogate(
+        visible, persistent, assert_cd_matches_autograd):
     """The fused closed-form gradient equals autograd's gradient of
     sum_n F(v_n) - (B/M) sum_m F(v~_m) for the negative samples actually used, and the textbook
     update -(p(h|v)^T v - (B/M) p(h|v~)^T v~), to 1e-10; the value is that free-energy gap."""
@@ -41,19 +42,8 @@ def test_fused_gradient_is_the_autograd_gradient_of_the_surrogate(visible, persi
     v = bernoulli_sample(torch.full((5, 6), 0.4, dtype=torch.float64))
     cd = ContrastiveDivergence(k=3, persistent=persistent, num_chains=7)
     for _ in range(2):  # the second call continues the persistent chains
-        rbm.zero_grad()
-        loss = cd(rbm, None, v)
-        loss.backward()
-        fused = [p.grad.clone() for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
-        v_neg = cd.last_negative
+        fused, v_neg, s = assert_cd_matches_autograd(rbm, cd, v)
         assert v_neg.shape == ((7, 6) if persistent else (5, 6))
-        s = 5 / len(v_neg)
-        rbm.zero_grad()
-        surrogate = rbm.free_energy(v).sum() - s * rbm.free_energy(v_neg).sum()
-        surrogate.backward()
-        for got, p in zip(fused, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
-            assert torch.allclose(got, p.grad, atol=1e-10)
-        assert torch.allclose(loss, surrogate)
         p_pos, p_neg = rbm.hidden_probs(v).detach(), rbm.hidden_probs(v_neg).detach()
         assert torch.allclose(fused[0], -(p_pos.t() @ v - s * p_neg.t() @ v_neg), atol=1e-10)
         assert torch.allclose(fused[2], -(p_pos.sum(0) - s * p_neg.sum(0)), atol=1e-10)
@@ -68,7 +58,7 @@ def test_fused_gradient_is_the_autograd_gradient_of_the_surrogate(visible, persi
 
 
 @pytest.mark.parametrize("persistent", [False, True])
-def test_fused_gradient_on_grey_and_sparse_data(persistent):
+def test_fused_gradient_on_grey_and_sparse_data(persistent, assert_cd_matches_autograd):
     """Grey-valued data (0.7 times a 10%-dense binary pattern) and a larger, sparse visible layer
     (60 units, about 12% of the samples on): the fused gradient and value still equal autograd's
     for sum_n F(v_n) - s sum_m F(v~_m) (float64, 1e-10), with M = 5 chains for B = 9 points."""
@@ -78,18 +68,7 @@ def test_fused_gradient_on_grey_and_sparse_data(persistent):
         rbm.visible_bias.fill_(-2.0)
     for data in ((torch.rand(9, 60) < 0.1).double(), 0.7 * (torch.rand(9, 60) < 0.1).double()):
         cd = ContrastiveDivergence(k=2, persistent=persistent, num_chains=5)
-        rbm.zero_grad()
-        loss = cd(rbm, None, data)
-        loss.backward()
-        fused = [p.grad.clone() for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
-        v_neg = cd.last_negative
-        s = len(data) / len(v_neg)
-        rbm.zero_grad()
-        surrogate = rbm.free_energy(data).sum() - s * rbm.free_energy(v_neg).sum()
-        surrogate.backward()
-        assert torch.allclose(loss, surrogate, atol=1e-10)
-        for got, p in zip(fused, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
-            assert torch.allclose(got, p.grad, atol=1e-10)
+        assert_cd_matches_autograd(rbm, cd, data)
 
 
 def test_cd_k_expected_gradient_approaches_exact_gradient():

@@ -115,7 +115,8 @@ def test_doubled_rbm_conditionals():
 
 @pytest.mark.parametrize("up,down", [(2.0, 1.0), (1.0, 2.0)])
 @pytest.mark.parametrize("persistent", [False, True])
-def test_contrastive_divergence_on_doubled_rbms_uses_their_conditionals(up, down, persistent):
+def test_contrastive_divergence_on_doubled_rbms_uses_their_conditionals(
+        up, down, persistent, assert_cd_matches_autograd):
     """CD/PCD on DBM pretraining's DoubledRBMs: the gradient is autograd's gradient of
     sum_n F(v_n) - s sum_m F(v~_m) with the doubled model's own free energy (the fused path,
     written for the plain RBM, would drop the factor ``up`` and use sigma(W v + c)), and PCD's
@@ -128,18 +129,7 @@ def test_contrastive_divergence_on_doubled_rbms_uses_their_conditionals(up, down
     v = ALL_V[:10].double()
     cd = ContrastiveDivergence(k=2, persistent=persistent, num_chains=4)
     for _ in range(2):
-        rbm.zero_grad()
-        loss = cd(rbm, None, v)
-        loss.backward()
-        got = [q.grad.clone() for q in (rbm.weight, rbm.visible_bias, rbm.hidden_bias)]
-        v_neg = cd.last_negative
-        s = len(v) / len(v_neg)
-        rbm.zero_grad()
-        surrogate = rbm.free_energy(v).sum() - s * rbm.free_energy(v_neg).sum()
-        surrogate.backward()
-        assert torch.allclose(loss, surrogate, atol=1e-10)
-        for g, q in zip(got, (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
-            assert torch.allclose(g, q.grad, atol=1e-10)
+        assert_cd_matches_autograd(rbm, cd, v)
         if persistent:
             expected = torch.sigmoid(up * cd.chains @ rbm.weight.T + rbm.hidden_bias)
             assert torch.allclose(cd._chain_probs, expected.detach(), atol=1e-12)
