@@ -49,11 +49,3 @@ def sparse_rows_matmul(x: torch.Tensor, table: torch.Tensor, *, binary: bool = F
     offsets = torch.searchsorted(rows, torch.arange(n, device=x.device))
     weights = None if binary else x[rows, cols]
     return F.embedding_bag(cols, table, offsets, mode="sum", per_sample_weights=weights)
-
-
-def sparse_rows_matmul_t(x: torch.Tensor, table: torch.Tensor, *, binary: bool = False,
-                         max_density: float = DEFAULT_MAX_DENSITY) -> torch.Tensor:
-    r"""``x.T @ table`` (shape ``(k, m)``) for a mostly-zero ``x`` of shape ``(n, k)``: the
-    outer-product sums :math:`\sum_r x_r^\top T_r` of a CD weight gradient, as
-    :func:`sparse_rows_matmul` of the transposed ``x``."""
-    return sparse_rows_matmul(x.t().contiguous(), table, binary=binary, max_density=max_density)

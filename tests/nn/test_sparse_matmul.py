@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyro_deepgen.models import RBM
-from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
+from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul
 
 
 def sparse_binary(n, k, density, dtype=torch.float64, device="cpu"):
@@ -22,14 +22,6 @@ def test_equals_the_dense_product(device, binary, density):
     got = sparse_rows_matmul(x, table, binary=binary)
     assert got.shape == (30, 7)
     assert torch.allclose(got, x @ table, atol=1e-12)
-    got_t = sparse_rows_matmul_t(x, torch.randn(30, 5, dtype=torch.float64, device=device))
-    assert got_t.shape == (40, 5)
-
-
-def test_transposed_product(device):
-    x = sparse_binary(30, 40, 0.1, device=device)
-    table = torch.randn(30, 5, dtype=torch.float64, device=device)
-    assert torch.allclose(sparse_rows_matmul_t(x, table, binary=True), x.t() @ table, atol=1e-12)
 
 
 def test_non_contiguous_table_and_bad_shapes():
