@@ -173,16 +173,19 @@ class ContrastiveDivergence:
             return surrogate + (penalty - penalty.detach())
         # Fused update path: the gradient is written out (no autograd graph).
         with torch.no_grad():
-            # the value: sum_n F(v_n) - s sum_m F(v~_m), F(v) = visible term - sum softplus(x)
-            if rbm.visible == "bernoulli":
-                free = torch.addmv(F.softplus(x).sum(-1), states, b, alpha=-1, beta=-1)
-            else:
-                free = 0.5 * (states - b).pow(2).sum(-1) - F.softplus(x).sum(-1)
-            gap = free[m:].sum() - s * free[:m].sum()
-            # its gradient: dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or
+            # the gradient: dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or
             # -(v - b) (Gaussian; the b terms cancel because s m = n)
             p_neg = p[:m]
             grad_b = s * v_neg.sum(0) - v.sum(0)
+            # the value: sum_n F(v_n) - s sum_m F(v~_m), F(v) = visible term - sum softplus(x);
+            # for Bernoulli units the visible terms -b.v add up to b . grad_b
+            softplus = F.softplus(x)
+            gap = s * softplus[:m].sum() - softplus[m:].sum()
+            if rbm.visible == "bernoulli":
+                gap = gap + torch.dot(b, grad_b)
+            else:
+                half_sq = 0.5 * (states - b).pow(2).sum(-1)
+                gap = gap + half_sq[m:].sum() - s * half_sq[:m].sum()
             grad_c = s * p_neg.sum(0) - p_pos.sum(0)
             p_pos.neg_()
             if s != 1:
