@@ -1,5 +1,6 @@
 """Small helpers shared by every estimator in :mod:`pyro_deepgen.infer`."""
 import math
+from typing import Callable, Optional
 
 import torch
 
@@ -20,3 +21,18 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     r""":math:`\log\frac1K\sum_k e^{x_k}` along ``dim`` (stable): the multi-sample bound of a set
     of log importance weights."""
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
+
+
+def chunked_log_mean_exp(log_weights: Callable[[int], torch.Tensor], num_samples: int,
+                         chunk_size: Optional[int] = None) -> torch.Tensor:
+    r""":func:`log_mean_exp` of ``num_samples`` log importance weights drawn ``chunk_size`` at a
+    time by ``log_weights(k) -> (k, N)``, so that memory is bounded by one chunk: the
+    importance-sampled estimate :math:`\log\frac1K\sum_k w_k` for each of N data points."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    chunk_size = num_samples if chunk_size is None else max(1, int(chunk_size))
+    total = None
+    for start in range(0, num_samples, chunk_size):
+        chunk = torch.logsumexp(log_weights(min(chunk_size, num_samples - start)), 0)
+        total = chunk if total is None else torch.logaddexp(total, chunk)
+    return total - math.log(num_samples)

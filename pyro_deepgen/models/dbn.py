@@ -5,6 +5,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..infer.util import chunked_log_mean_exp
 from .rbm import MAX_ENUMERATED_UNITS, RBM, binary_states
 
 PROPAGATE = ("sample", "mean")
@@ -168,6 +169,37 @@ class DBN(PyroModule):
         hidden = [h.reshape(num_samples, v.shape[0], -1) for h in hidden]
         log_p, log_q = self._log_p_and_q(v, hidden, log_z)
         return (log_p - log_q).mean(0)
+
+    @torch.no_grad()
+    def importance_log_prob(self, v: torch.Tensor, log_z, num_samples: int = 1000,
+                            chunk_size: Optional[int] = None) -> torch.Tensor:
+        r"""Importance-sampled estimate of :math:`\log p(v)` per row of ``v`` ``(N, V)``, with
+        the upward pass as the proposal:
+
+        .. math:: \log\hat p(v) = \log\frac1K\sum_{k=1}^K
+            \frac{p(v, h^{1:L-1}_k)}{q(h^{1:L-1}_k\mid v)},\qquad h_k\sim q(\cdot\mid v),
+
+        where :math:`p(v, h^{1:L-1})` includes the top RBM's marginal (``log_z`` its
+        :math:`\log Z`). K = 1 gives an unbiased estimate of :meth:`lower_bound`; for an exact
+        ``log_z`` the expectation rises with K toward :math:`\log p(v)` (Burda et al. 2016).
+
+        :param int num_samples: K (default 1000).
+        :param int chunk_size: samples drawn at once (default: sized to bound memory).
+        """
+        self._check(v)
+        v = v.to(self.top.weight)
+        if len(self.rbms) == 1:
+            return self.top.log_prob(v, log_z)
+        if chunk_size is None:
+            chunk_size = max(1, (1 << 24) // (v.shape[0] * max(self.layer_sizes)))
+
+        def log_weights(k):
+            hidden = self.upward(v.expand(k, *v.shape).reshape(-1, v.shape[-1]))
+            hidden = [h.reshape(k, v.shape[0], -1) for h in hidden]
+            log_p, log_q = self._log_p_and_q(v, hidden, log_z)
+            return log_p - log_q
+
+        return chunked_log_mean_exp(log_weights, num_samples, chunk_size)
 
     def _enumerate_intermediate(self) -> List[torch.Tensor]:
         sizes = self.layer_sizes[1:-1]

@@ -50,6 +50,34 @@ def test_exact_log_z_and_log_prob_match_brute_force():
     assert torch.logsumexp(dbm.log_prob_exact(ALL_V), 0).item() == pytest.approx(0.0, abs=1e-5)
 
 
+def test_importance_log_prob_sums_out_the_middle_layer_and_approaches_exact():
+    """float64, a 6-3-2 DBM with weights of scale 2 (exact log Z). (i) Summing
+    log_visible_top_marginal over every h2 gives the unnormalized log p(v) (1e-10). (ii) For
+    every v: mean-field bound <= the ELBO of q(h2) with h1 integrated (by enumeration) <=
+    exact log p(v). (iii) K = 20000 importance samples: within 0.01 of exact (measured 8e-4).
+    (iv) K = 1, averaged over 2000 seeded calls: within 0.01 of that ELBO (measured 0.003;
+    standard error <= 0.002)."""
+    dbm = _random_dbm(scale=2.0).double()
+    v = ALL_V.double()
+    log_z = dbm.log_partition_exact()
+    h2 = binary_states(dbm.num_hidden2, dtype=torch.float64)[:, None]  # (S, 1, H2)
+    with torch.no_grad():
+        marginal = dbm.log_visible_top_marginal(v, h2)  # (S, N)
+    assert torch.allclose(torch.logsumexp(marginal, 0), dbm.unnormalized_log_prob(v), atol=1e-10)
+    exact = dbm.log_prob_exact(v).detach()
+    bound = dbm.lower_bound(v, log_z).detach()
+    _, mu2 = dbm.mean_field(v)
+    log_q = (torch.xlogy(h2, mu2) + torch.xlogy(1 - h2, 1 - mu2)).sum(-1)
+    elbo = (log_q.exp() * (marginal - log_q - log_z)).sum(0)
+    assert (bound <= elbo + 1e-10).all() and (elbo <= exact + 1e-10).all()
+    pyro.set_rng_seed(0)
+    assert torch.allclose(dbm.importance_log_prob(v, log_z, num_samples=20000), exact, atol=0.01)
+    single = torch.stack([dbm.importance_log_prob(v, log_z, num_samples=1) for _ in range(2000)])
+    assert torch.allclose(single.mean(0), elbo, atol=0.01)
+    with pytest.raises(ValueError, match="num_samples"):
+        dbm.importance_log_prob(v, log_z, num_samples=0)
+
+
 def test_limit_without_second_layer_is_an_rbm():
     """weight2 = 0, c2 = 0: log Z = log Z_RBM + H2 log 2 and log p(v) = the RBM's."""
     dbm = _random_dbm()

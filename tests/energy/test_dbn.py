@@ -87,6 +87,21 @@ def test_monte_carlo_bound_matches_exact_expectation():
     assert torch.allclose(mc, exact, atol=0.05)
 
 
+def test_importance_log_prob_approaches_exact_log_prob():
+    """float64, a 6-3-2-2 DBN (exact log Z of the top RBM), every binary v: K = 20000 upward
+    samples give log p(v) within 0.15 nats (measured 0.06; the bound is up to 1.6 nats below);
+    K = 1, averaged over 2000 seeded calls, is the bound within 0.2 (measured 0.08, standard
+    error <= 0.04)."""
+    dbn = _random_dbn((6, 3, 2, 2)).double()
+    v = ALL_V.double()
+    log_z = dbn.top.log_partition_exact()
+    exact, bound = dbn.log_prob_exact(v), dbn.lower_bound(v, log_z)
+    pyro.set_rng_seed(0)
+    assert torch.allclose(dbn.importance_log_prob(v, log_z, num_samples=20000), exact, atol=0.15)
+    single = torch.stack([dbn.importance_log_prob(v, log_z, num_samples=1) for _ in range(2000)])
+    assert torch.allclose(single.mean(0), bound, atol=0.2)
+
+
 def test_pretrain_fits_data_and_samples():
     """Greedy CD-1 pretraining (10 epochs) on 500 points of a 6-3 teacher: the exact
     log-likelihood gains over 1 nat per point on the untrained net and the bound stays below it."""
