@@ -41,7 +41,10 @@ class ContrastiveDivergence:
     :math:`2k + 3` products of size :math:`B\times V\times H` per update, PCD-1 five (it reuses
     the chains' hidden probabilities from the previous update, like scikit-learn) in three
     calls. Training sweeps draw binary units with
-    :func:`~pyro_deepgen.models.rbm.bernoulli_sample_16bit`. The last negative samples are
+    :func:`~pyro_deepgen.models.rbm.bernoulli_sample_16bit` from the model's own conditionals;
+    an RBM subclass that changes the energy (such as the
+    :class:`~pyro_deepgen.models.dbm.DoubledRBM` of DBM pretraining) gets autograd's gradient
+    of the same surrogate instead of the fused one. The last negative samples are
     kept in ``last_negative``. Every call advances the persistent chains, so validate with an
     ``eval_fn`` such as :func:`pseudo_log_likelihood` rather than with this loss.
 
