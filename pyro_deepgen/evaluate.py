@@ -15,7 +15,6 @@ bounded by ``chunk_size``.
 **Reference**: Y. Burda, R. Grosse, R. Salakhutdinov, *Importance Weighted Autoencoders*,
 arXiv:1509.00519.
 """
-import math
 from typing import Callable, Optional
 
 import pyro
@@ -24,6 +23,7 @@ from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
 from .infer.particles import guess_max_plate_nesting, log_weights, vectorized_traces
+from .infer.util import log_mean_exp_of_chunks
 
 _ELEMENTS_PER_CHUNK = 2**23
 
@@ -99,11 +99,9 @@ def log_likelihood(
     :param str plate_name: name of the data plate (default ``"data"``; ``None`` picks the
         outermost plate shared by all observed sites).
     """
-    total = None
-    for lw in _local_log_weight_chunks(model, guide, args, kwargs, num_samples, chunk_size, plate_name):
-        chunk = torch.logsumexp(lw, dim=0)
-        total = chunk if total is None else torch.logaddexp(total, chunk)
-    return total - math.log(num_samples)
+    chunks = _local_log_weight_chunks(model, guide, args, kwargs, num_samples, chunk_size,
+                                      plate_name)
+    return log_mean_exp_of_chunks(chunks, num_samples)
 
 
 @torch.no_grad()

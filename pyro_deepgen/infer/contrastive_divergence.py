@@ -166,7 +166,7 @@ class ContrastiveDivergence:
                 self.mean_activation = d * self.mean_activation + (1 - d) * mean_pos
             # the penalty's gradient: that of sum_{n,j} pull_j x_nj(v_n), pull detached
             pull = self.sparsity_cost * (self.mean_activation - self.sparsity_target)
-        if not _has_rbm_energy(rbm):
+        if not rbm.has_plain_energy():
             # a subclass with its own conditionals or free energy (e.g. DBM pretraining's
             # DoubledRBM): the surrogate's gradient by autograd, with the negatives drawn above
             surrogate = rbm.free_energy(v).sum() - s * rbm.free_energy(v_neg).sum()
@@ -198,14 +198,6 @@ class ContrastiveDivergence:
                 grad_c = grad_c + n * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
         return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
-
-
-def _has_rbm_energy(rbm: RBM) -> bool:
-    """Whether ``rbm`` has the plain RBM's conditionals and free energy, which the fused
-    gradient writes out; subclasses that change them get autograd's gradient instead."""
-    cls = type(rbm)
-    return all(getattr(cls, name) is getattr(RBM, name)
-               for name in ("hidden_input", "visible_input", "free_energy", "_visible_term"))
 
 
 class _PrecomputedGradient(torch.autograd.Function):

@@ -20,7 +20,7 @@ from .util import log_mean_exp, value_with_surrogate_grad
 ESTIMATORS = ("iwae", "stl", "dreg")
 
 
-def _leave_one_outlog_mean_exp(x: torch.Tensor) -> torch.Tensor:
+def _leave_one_out_log_mean_exp(x: torch.Tensor) -> torch.Tensor:
     """``out[k] = log mean_{j != k} exp(x[j])`` along dim 0 (``K >= 2``)."""
     k = x.shape[0]
     eye = torch.eye(k, dtype=torch.bool, device=x.device).reshape((k, k) + (1,) * (x.dim() - 1))
@@ -236,7 +236,7 @@ class TraceIWAE_ELBO(ELBO):
             lw = self._particle_log_weights(w, lumped)
             signal = log_mean_exp(lw, 0)
             if lw.shape[0] > 1:
-                signal = signal - _leave_one_outlog_mean_exp(lw)
+                signal = signal - _leave_one_out_log_mean_exp(lw)
         scale = 1.0 if lumped else w.data.size / w.data.subsample_size
         return scale * (signal * log_q).sum()
 

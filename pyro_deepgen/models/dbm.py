@@ -22,7 +22,6 @@ from ..infer.util import chunked_log_mean_exp
 from .rbm import MAX_ENUMERATED_UNITS, RBM, binary_states
 
 State = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-_IS_CHUNK_ELEMENTS = 1 << 24  # samples x data points x units held at once by the IS estimates
 
 
 def _bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -229,8 +228,6 @@ class DBM(PyroModule):
         _, mu2 = self.mean_field(v, mean_field_steps)
         bottom_up = F.linear(v, self.weight1, self.hidden1_bias)  # shared by every sample
         visible = v @ self.visible_bias
-        if chunk_size is None:
-            chunk_size = max(1, _IS_CHUNK_ELEMENTS // (v.shape[0] * self.num_hidden1))
 
         def log_weights(k):
             h2 = torch.bernoulli(mu2.expand(k, *mu2.shape))
@@ -239,7 +236,8 @@ class DBM(PyroModule):
                      + F.softplus(bottom_up + h2 @ self.weight2).sum(-1))
             return log_p - log_q
 
-        return chunked_log_mean_exp(log_weights, num_samples, chunk_size) - log_z
+        return chunked_log_mean_exp(log_weights, num_samples, chunk_size,
+                                    elements_per_sample=v.shape[0] * self.num_hidden1) - log_z
 
     # -- sampling -------------------------------------------------------------------------
     @torch.no_grad()

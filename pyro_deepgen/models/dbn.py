@@ -190,8 +190,6 @@ class DBN(PyroModule):
         v = v.to(self.top.weight)
         if len(self.rbms) == 1:
             return self.top.log_prob(v, log_z)
-        if chunk_size is None:
-            chunk_size = max(1, (1 << 24) // (v.shape[0] * max(self.layer_sizes)))
 
         def log_weights(k):
             hidden = self.upward(v.expand(k, *v.shape).reshape(-1, v.shape[-1]))
@@ -199,7 +197,8 @@ class DBN(PyroModule):
             log_p, log_q = self._log_p_and_q(v, hidden, log_z)
             return log_p - log_q
 
-        return chunked_log_mean_exp(log_weights, num_samples, chunk_size)
+        return chunked_log_mean_exp(log_weights, num_samples, chunk_size,
+                                    elements_per_sample=v.shape[0] * max(self.layer_sizes))
 
     def _enumerate_intermediate(self) -> List[torch.Tensor]:
         sizes = self.layer_sizes[1:-1]

@@ -173,11 +173,19 @@ class RBM(PyroModule):
         units by :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states
         as sums of rows of :math:`W^\top`: faster on CPU). ``binary=True`` promises 0/1 values
         (the model's own samples). Used by AIS; Gaussian units take the dense path."""
-        if (self.visible != "bernoulli" or v.dim() != 2
-                or type(self).hidden_input is not RBM.hidden_input):  # a subclass's own input
+        if self.visible != "bernoulli" or v.dim() != 2 or not self.has_plain_energy():
             return self.hidden_input(v)
         self._check(v, self.num_visible, "v")
         return sparse_rows_matmul(v, self.weight.t(), binary=binary) + self.hidden_bias
+
+    @classmethod
+    def has_plain_energy(cls) -> bool:
+        """Whether this class keeps the RBM's own conditionals and free energy. The fast paths
+        written out for them (the sparse hidden input, CD's fused gradient) check it;
+        subclasses that change the energy (such as DBM pretraining's ``DoubledRBM``) take the
+        generic ``hidden_input`` / autograd paths instead."""
+        return all(getattr(cls, name) is getattr(RBM, name)
+                   for name in ("hidden_input", "visible_input", "free_energy", "_visible_term"))
 
     @torch.no_grad()
     def init_visible_bias(self, data: torch.Tensor, eps: float = 1e-3) -> "RBM":
