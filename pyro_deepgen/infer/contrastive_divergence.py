@@ -1,11 +1,13 @@
 r"""Contrastive divergence (CD-k, Hinton 2002) and persistent CD (PCD, Tieleman 2008) for RBMs,
 plus the per-epoch monitors: reconstruction error and the exact pseudo-log-likelihood."""
+from functools import partial
 from typing import Optional
 
 import torch
 from torch.nn import functional as F
 
 from ..models.rbm import RBM, bernoulli_sample_16bit, sample_visible_from_natural
+from ..nn.sparse_matmul import sparse_rows_matmul_t
 
 _PLL_CHUNK_ELEMENTS = 1 << 22  # data points x visible x hidden entries held at once
 
@@ -98,18 +100,23 @@ class ContrastiveDivergence:
         self._chain_probs: Optional[torch.Tensor] = None
         self._chain_owner: Optional[torch.Tensor] = None
 
-    def _negative_samples(self, rbm: RBM, p_start: torch.Tensor) -> torch.Tensor:
+    def _negative_samples(self, rbm: RBM, p_start: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``k`` block-Gibbs sweeps h ~ p(h|.) -> v ~ p(v|h) from the hidden probabilities
         ``p_start`` (of the data for CD, of the persistent chains for PCD), with the RBM's own
-        conditionals; returns the last v. Its hidden input is left to the caller, which
-        computes it in one product with the data's (PCD) and reuses it for the update."""
+        conditionals; the last v is written to ``out``. Its hidden input is left to the caller,
+        which computes it in one product with the data's (PCD) and reuses it for the update."""
         v_neg = None
         for sweep in range(self.k):
-            p = p_start if sweep == 0 else rbm.hidden_probs(v_neg)
+            p = p_start if sweep == 0 else torch.sigmoid(
+                rbm.hidden_input_of_states(v_neg, binary=True))
             h = bernoulli_sample_16bit(p)
-            v_neg = sample_visible_from_natural(rbm.visible, rbm.visible_input(h),
-                                                bernoulli=bernoulli_sample_16bit)
-        return v_neg
+            last = sweep == self.k - 1
+            v_neg = sample_visible_from_natural(
+                rbm.visible, rbm.visible_input(h),
+                bernoulli=partial(bernoulli_sample_16bit, out=out) if last else bernoulli_sample_16bit)
+        if v_neg is not out:
+            out.copy_(v_neg)
+        return out
 
     def _chain_start(self, rbm: RBM, v: torch.Tensor) -> torch.Tensor:
         """The persistent chains' hidden probabilities (PCD); starts the chains at the first
@@ -133,28 +140,34 @@ class ContrastiveDivergence:
             raise ValueError(f"v must have shape (batch, {rbm.num_visible}); got {tuple(v.shape)}")
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
         # Rows [0, m) of ``states`` / ``x`` / ``p`` are the m negative samples, rows [m, m + n)
-        # the n data points: the weight gradient is one product states^T [s p_neg; -p_pos], and
-        # PCD's two hidden inputs are one product too.
+        # the n data points; ``weights`` is s = n/m on the first and -1 on the others. Then the
+        # weight gradient is the one product states^T (weights * p), PCD's two hidden inputs are
+        # one product, and every sum over the batch is one weighted sum.
         with torch.no_grad():
             v = v.to(W)
             n = v.shape[0]
+            if not self.persistent:
+                m = n  # one negative sample per data point
+            elif self.chains is not None:
+                m = self.chains.shape[0]
+            else:
+                m = self.num_chains or n
+            s = n / m
+            states = v.new_empty(m + n, rbm.num_visible)
+            states[m:] = v
+            x = v.new_empty(m + n, rbm.num_hidden)
+            p = torch.empty_like(x)
             if self.persistent:
                 p_start = self._chain_start(rbm, v)
             else:
-                x_pos = rbm.hidden_input(v)
-                p_start = torch.sigmoid(x_pos)
-            v_neg = self._negative_samples(rbm, p_start)
-            m = v_neg.shape[0]
-            s = n / m
+                p_start = torch.sigmoid(rbm.hidden_input_of_states(v, out=x[m:]), out=p[m:])
+            v_neg = self._negative_samples(rbm, p_start, out=states[:m])
             self.last_negative = v_neg
-            states = torch.cat([v_neg, v])
             if self.persistent:
-                x = rbm.hidden_input(states)
-                p = torch.sigmoid(x)
+                torch.sigmoid(rbm.hidden_input_of_states(states, out=x), out=p)
                 self.chains, self._chain_probs = v_neg, p[:m].clone()
             else:
-                x = torch.cat([rbm.hidden_input(v_neg), x_pos])
-                p = torch.sigmoid(x)
+                torch.sigmoid(rbm.hidden_input_of_states(v_neg, binary=True, out=x[:m]), out=p[:m])
             p_pos = p[m:]
             mean_pos = p_pos.mean(0) if self.sparsity_target is not None else None
         pull = None
@@ -176,24 +189,25 @@ class ContrastiveDivergence:
             return surrogate + (penalty - penalty.detach())
         # Fused update path: the gradient is written out (no autograd graph).
         with torch.no_grad():
-            # the gradient: dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or
-            # -(v - b) (Gaussian; the b terms cancel because s m = n)
-            p_neg = p[:m]
-            grad_b = s * v_neg.sum(0) - v.sum(0)
+            weights = x.new_full((m + n,), s)
+            weights[m:] = -1.0
+            # dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or -(v - b) (Gaussian;
+            # the b terms cancel because s m = n): each gradient is a weighted sum over the rows
+            grad_b = torch.mv(states.t(), weights)
             # the value: sum_n F(v_n) - s sum_m F(v~_m), F(v) = visible term - sum softplus(x);
             # for Bernoulli units the visible terms -b.v add up to b . grad_b
-            softplus = F.softplus(x)
-            gap = s * softplus[:m].sum() - softplus[m:].sum()
+            gap = torch.dot(F.softplus(x).sum(-1), weights)
             if rbm.visible == "bernoulli":
                 gap = gap + torch.dot(b, grad_b)
             else:
-                half_sq = 0.5 * (states - b).pow(2).sum(-1)
-                gap = gap + half_sq[m:].sum() - s * half_sq[:m].sum()
-            grad_c = s * p_neg.sum(0) - p_pos.sum(0)
-            p_pos.neg_()
-            if s != 1:
-                p_neg.mul_(s)
-            grad_w = torch.mm(states.t(), p).t()  # (H, V), laid out like W (see RBM.weight)
+                gap = gap - torch.dot(0.5 * (states - b).pow(2).sum(-1), weights)
+            p.mul_(weights.unsqueeze(-1))
+            grad_c = p.sum(0)
+            # states^T p is (V, H), so grad_w is (H, V), laid out like W (see RBM.weight)
+            if rbm.visible == "bernoulli":
+                grad_w = sparse_rows_matmul_t(states, p).t()
+            else:
+                grad_w = torch.mm(states.t(), p).t()
             if pull is not None:
                 grad_c = grad_c + n * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))

@@ -9,6 +9,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from ..nn import native
 from ..nn.sparse_matmul import sparse_rows_matmul
 
 VISIBLE_TYPES = ("bernoulli", "gaussian")
@@ -38,27 +39,46 @@ def bernoulli_sample(probs: torch.Tensor) -> torch.Tensor:
     return (torch.rand_like(probs) < probs).to(probs.dtype)
 
 
-def bernoulli_sample_16bit(probs: torch.Tensor) -> torch.Tensor:
+def bernoulli_sample_16bit(probs: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Bernoulli draws from 16-bit uniform integers, for the Gibbs sweeps of *training* (CD/PCD).
 
-    Each 64-bit draw of the generator gives four 16-bit uniforms :math:`u\in\{0,\dots,
-    2^{16}-1\}`, and a unit is on when :math:`u < 2^{16}p`: a quarter of the random bits of
-    :func:`bernoulli_sample` and, on CPU, under half its time. The on-probability is
-    :math:`\lceil 2^{16}p\rceil / 2^{16}`, within :math:`1.6\times10^{-5}` of :math:`p` (exact at
-    0 and 1) — far below CD's own bias, but not exact, so AIS and the MCMC kernel keep
-    :func:`bernoulli_sample`. On CUDA (where random numbers are cheap) this is
+    A unit is on when a uniform 16-bit integer :math:`u\in\{0,\dots,2^{16}-1\}` is below
+    :math:`2^{16}p`, so its on-probability is :math:`\lceil 2^{16}p\rceil / 2^{16}`, within
+    :math:`1.6\times10^{-5}` of :math:`p` (exact at 0 and 1): far below CD's own bias, but not
+    exact, so AIS and the MCMC kernel keep :func:`bernoulli_sample`. On CPU each 64-bit random
+    word gives four such integers, a quarter of the random bits of :func:`bernoulli_sample`.
+
+    In float32 on a CPU with the compiled kernels (:mod:`pyro_deepgen.nn.native`) the draws are
+    one call: the quarters of a splitmix64 stream seeded by one draw of torch's generator (so
+    ``torch.manual_seed`` / ``pyro.set_rng_seed`` reproduce them). Otherwise torch's generator
+    gives full-range 64-bit words. On CUDA (where random numbers are cheap) this is
     :func:`bernoulli_sample`.
+
+    :param out: optional contiguous tensor of ``probs``'s shape and dtype for the result.
     """
+    if out is not None and (out.shape != probs.shape or out.dtype != probs.dtype):
+        raise ValueError(f"out must have shape {tuple(probs.shape)} and dtype {probs.dtype}")
     if probs.device.type != "cpu":
-        return bernoulli_sample(probs)
+        return _into(bernoulli_sample(probs), out)
     n = probs.numel()
+    lib = native.library() if probs.dtype == torch.float32 else None
+    if lib is not None and probs.is_contiguous() and (out is None or out.is_contiguous()):
+        result = torch.empty_like(probs, memory_format=torch.contiguous_format) if out is None else out
+        seed = int(torch.empty((), dtype=torch.int64).random_())
+        lib.pyro_deepgen_bernoulli16(probs.data_ptr(), n, seed, result.data_ptr(),
+                                     torch.get_num_threads())
+        return result
     # full-range 64-bit draws (``random_(-2**63, None)`` takes the generator's 64 bits as they
     # are); each int16 quarter is uniform on [-2^15, 2^15), so u + 2^15 is uniform on
     # {0, ..., 2^16 - 1}
     u = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
     u = u.view(torch.int16)[:n].view(probs.shape).to(probs.dtype)
     on = torch.lt(u, probs.mul(65536.0).sub_(32768.0))
-    return on.view(torch.uint8).to(probs.dtype)  # (bool -> float is slower than uint8 -> float)
+    return _into(on.view(torch.uint8).to(probs.dtype), out)  # (uint8 -> float beats bool -> float)
+
+
+def _into(value: torch.Tensor, out: Optional[torch.Tensor]) -> torch.Tensor:
+    return value if out is None else out.copy_(value)
 
 
 def visible_dist_from_natural(visible: str, eta: torch.Tensor) -> dist.Distribution:
@@ -168,15 +188,18 @@ class RBM(PyroModule):
         self._check(v, self.num_visible, "v")
         return F.linear(v, self.weight, self.hidden_bias)
 
-    def hidden_input_of_states(self, v: torch.Tensor, binary: bool = False) -> torch.Tensor:
+    def hidden_input_of_states(self, v: torch.Tensor, binary: bool = False,
+                               out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`hidden_input` of a 2-D batch of states ``(n, V)``, computed for binary visible
         units by :func:`~pyro_deepgen.nn.sparse_matmul.sparse_rows_matmul` (mostly-zero states
         as sums of rows of :math:`W^\top`: faster on CPU). ``binary=True`` promises 0/1 values
-        (the model's own samples). Used by AIS; Gaussian units take the dense path."""
+        (the model's own samples). ``out`` optionally receives the result. Used by AIS and CD;
+        Gaussian units, batched states and RBM subclasses take :meth:`hidden_input`."""
         if self.visible != "bernoulli" or v.dim() != 2 or not self.has_plain_energy():
-            return self.hidden_input(v)
+            return _into(self.hidden_input(v), out)
         self._check(v, self.num_visible, "v")
-        return sparse_rows_matmul(v, self.weight.t(), binary=binary) + self.hidden_bias
+        return sparse_rows_matmul(v, self.weight.t(), bias=self.hidden_bias, binary=binary,
+                                  out=out)
 
     @classmethod
     def has_plain_energy(cls) -> bool:
