@@ -8,25 +8,48 @@
  *   rows:   out (n, m)  = bias + x (n, k) @ table (k, m)    (sums of the selected rows of table)
  *   rows_t: out (k, m)  = x (n, k)^T @ other (n, m)         (sums of the selected rows of other)
  *
- * Only the nonzeros of x are visited. The m output columns are cut into blocks of 64 floats (8
- * AVX registers), so that the block of the table read by all rows of one thread stays in its
- * L2 cache, and every selected row segment is added into registers. All matrices are row-major
- * and contiguous. Parallel with OpenMP (torch's own runtime when it is loaded).
- * Returns 0; 1 when x has more than max_nonzeros nonzeros (nothing is written: the caller takes
- * the dense product); -1 when out of memory.
+ * Only the nonzeros of x are visited: they are listed first (8 entries of x per AVX2 compare),
+ * then every selected row segment of table/other is added into registers. The m output columns
+ * are cut into blocks, so that the block of the right factor read by one thread stays in its
+ * cache: 64 floats for rows (a block of the tall table stays in L2), 32 for rows_t (a block of
+ * the short other, n x 128 bytes, stays in L1). All matrices are row-major and contiguous.
+ * Parallel with OpenMP (torch's own runtime when it is loaded).
+ * Both return 0; 1 when x has more than max_nonzeros nonzeros (nothing is written: the caller
+ * takes the dense product); -1 when out of memory.
  */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#define BLOCK 64
-
-/* out[0:w] = init[0:w] (or 0) + sum_t weight[t] * base[offset[t] + 0:w], 0 < w <= BLOCK */
-static inline void gather_sum(const float *weight, const int64_t *offset, int64_t count,
-                              const float *base, int w, const float *init, float *out)
+/* The nonzeros of x[lo:hi]: their indices to idx and values to val; returns their number. */
+static int64_t list_nonzeros(const float *x, int64_t lo, int64_t hi, int32_t *idx, float *val)
 {
-    __m256 acc[BLOCK / 8];
+    int64_t c = 0, i = lo;
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 8 <= hi; i += 8) {
+        unsigned bits = (unsigned)_mm256_movemask_ps(
+            _mm256_cmp_ps(_mm256_loadu_ps(x + i), zero, _CMP_NEQ_UQ));
+        while (bits) {
+            const int b = __builtin_ctz(bits);
+            idx[c] = (int32_t)(i + b);
+            val[c++] = x[i + b];
+            bits &= bits - 1;
+        }
+    }
+    for (; i < hi; i++)
+        if (x[i] != 0.f) {
+            idx[c] = (int32_t)i;
+            val[c++] = x[i];
+        }
+    return c;
+}
+
+/* out[0:w] = init[0:w] (or 0) + sum_t val[t] * base[idx[t] * stride + 0:w], 0 < w <= 64 */
+static inline void gather_sum(const int32_t *idx, const float *val, int64_t count, const float *base,
+                              int64_t stride, int w, const float *init, float *out)
+{
+    __m256 acc[8];
     const int full = w / 8, rest = w % 8, regs = full + (rest > 0);
     int32_t lanes[8];
     for (int l = 0; l < 8; l++) lanes[l] = l < rest ? -1 : 0;
@@ -36,17 +59,17 @@ static inline void gather_sum(const float *weight, const int64_t *offset, int64_
         else if (r < full) acc[r] = _mm256_loadu_ps(init + 8 * r);
         else acc[r] = _mm256_maskload_ps(init + 8 * r, mask);
     }
-    if (full == BLOCK / 8) { /* the common case, unrolled by the compiler */
+    if (full == 8) { /* the common case, unrolled by the compiler */
         for (int64_t t = 0; t < count; t++) {
-            const float *p = base + offset[t];
-            const __m256 s = _mm256_set1_ps(weight[t]);
-            for (int r = 0; r < BLOCK / 8; r++)
+            const float *p = base + idx[t] * stride;
+            const __m256 s = _mm256_set1_ps(val[t]);
+            for (int r = 0; r < 8; r++)
                 acc[r] = _mm256_fmadd_ps(s, _mm256_loadu_ps(p + 8 * r), acc[r]);
         }
     } else {
         for (int64_t t = 0; t < count; t++) {
-            const float *p = base + offset[t];
-            const __m256 s = _mm256_set1_ps(weight[t]);
+            const float *p = base + idx[t] * stride;
+            const __m256 s = _mm256_set1_ps(val[t]);
             for (int r = 0; r < full; r++)
                 acc[r] = _mm256_fmadd_ps(s, _mm256_loadu_ps(p + 8 * r), acc[r]);
             if (rest)
@@ -57,46 +80,61 @@ static inline void gather_sum(const float *weight, const int64_t *offset, int64_
     if (rest) _mm256_maskstore_ps(out + 8 * full, mask, acc[full]);
 }
 
+/* out[0:32] = sum_t val[t] * base[idx[t] * stride + 0:32], with two sets of 4 accumulators
+ * (even and odd t), which halves the FMA dependency chains */
+static inline void gather_sum32(const int32_t *idx, const float *val, int64_t count,
+                                const float *base, int64_t stride, float *out)
+{
+    __m256 a[4], b[4];
+    for (int r = 0; r < 4; r++) a[r] = b[r] = _mm256_setzero_ps();
+    int64_t t = 0;
+    for (; t + 1 < count; t += 2) {
+        const float *p = base + idx[t] * stride, *q = base + idx[t + 1] * stride;
+        const __m256 s = _mm256_set1_ps(val[t]), u = _mm256_set1_ps(val[t + 1]);
+        for (int r = 0; r < 4; r++) {
+            a[r] = _mm256_fmadd_ps(s, _mm256_loadu_ps(p + 8 * r), a[r]);
+            b[r] = _mm256_fmadd_ps(u, _mm256_loadu_ps(q + 8 * r), b[r]);
+        }
+    }
+    if (t < count) {
+        const float *p = base + idx[t] * stride;
+        const __m256 s = _mm256_set1_ps(val[t]);
+        for (int r = 0; r < 4; r++) a[r] = _mm256_fmadd_ps(s, _mm256_loadu_ps(p + 8 * r), a[r]);
+    }
+    for (int r = 0; r < 4; r++) _mm256_storeu_ps(out + 8 * r, _mm256_add_ps(a[r], b[r]));
+}
+
 int pyro_deepgen_sparse_rows(const float *x, int64_t n, int64_t k, const float *table, int64_t m,
                              const float *bias, float *out, int64_t max_nonzeros, int num_threads)
 {
     int64_t total = 0;
-    int64_t *offset = malloc(sizeof(int64_t) * (size_t)(n * k + 1));
-    float *weight = malloc(sizeof(float) * (size_t)(n * k + 1));
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)(n * k + 1));
+    float *val = malloc(sizeof(float) * (size_t)(n * k + 1));
     int64_t *count = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    if (!offset || !weight || !count) {
-        free(offset); free(weight); free(count);
+    if (!idx || !val || !count) {
+        free(idx); free(val); free(count);
         return -1;
     }
     #pragma omp parallel num_threads(num_threads)
     {
-        /* row r's nonzeros: slots [r k, r k + count[r]), compacted without branches */
+        /* row r's nonzeros: entries [r k, r k + count[r]) */
         #pragma omp for schedule(static) reduction(+:total)
         for (int64_t r = 0; r < n; r++) {
-            const float *xr = x + r * k;
-            int64_t *o = offset + r * k;
-            float *wt = weight + r * k;
-            int64_t c = 0;
-            for (int64_t i = 0; i < k; i++) {
-                o[c] = i * m;
-                wt[c] = xr[i];
-                c += xr[i] != 0.f;
-            }
-            count[r] = c;
-            total += c;
+            count[r] = list_nonzeros(x + r * k, 0, k, idx + r * k, val + r * k);
+            total += count[r];
         } /* implicit barrier: total is complete */
         if (total <= max_nonzeros) {
             const int threads = omp_get_num_threads(), me = omp_get_thread_num();
             const int64_t r0 = n * me / threads, r1 = n * (me + 1) / threads;
-            for (int64_t j = 0; j < m; j += BLOCK) {
-                const int w = (int)(m - j < BLOCK ? m - j : BLOCK);
+            for (int64_t j = 0; j < m; j += 64) {
+                const int w = (int)(m - j < 64 ? m - j : 64);
                 for (int64_t r = r0; r < r1; r++)
-                    gather_sum(weight + r * k, offset + r * k, count[r], table + j, w,
+                    gather_sum(idx + r * k, val + r * k, count[r], table + j, m, w,
                                bias ? bias + j : NULL, out + r * m + j);
             }
         }
     }
-    free(offset); free(weight); free(count);
+    free(idx); free(val); free(count);
     return total > max_nonzeros;
 }
 
@@ -104,53 +142,63 @@ int pyro_deepgen_sparse_rows_t(const float *x, int64_t n, int64_t k, const float
                                float *out, int64_t max_nonzeros, int num_threads)
 {
     int64_t total = 0;
-    int64_t *offset = malloc(sizeof(int64_t) * (size_t)(n * k + 1));
-    float *weight = malloc(sizeof(float) * (size_t)(n * k + 1));
+    /* per thread, in its slice [n i0, n i1) of each array: the row-wise lists of its columns'
+       nonzeros (scratch), then the column-wise lists (row index and value) */
+    int32_t *scratch_idx = malloc(sizeof(int32_t) * (size_t)(n * k + 1));
+    float *scratch_val = malloc(sizeof(float) * (size_t)(n * k + 1));
+    int32_t *rows = malloc(sizeof(int32_t) * (size_t)(n * k + 1));
+    float *val = malloc(sizeof(float) * (size_t)(n * k + 1));
     int64_t *start = malloc(sizeof(int64_t) * (size_t)(k + 1));
-    int64_t *end = malloc(sizeof(int64_t) * (size_t)(k + 1));
-    if (!offset || !weight || !start || !end) {
-        free(offset); free(weight); free(start); free(end);
+    int64_t *fill = malloc(sizeof(int64_t) * (size_t)(k + 1));
+    int64_t *row_count = malloc(sizeof(int64_t) * (size_t)(n * num_threads + 1));
+    if (!scratch_idx || !scratch_val || !rows || !val || !start || !fill || !row_count) {
+        free(scratch_idx); free(scratch_val); free(rows); free(val); free(start); free(fill);
+        free(row_count);
         return -1;
     }
     #pragma omp parallel num_threads(num_threads)
     {
-        /* each thread owns the columns [i0, i1) of x (rows of out) and the slots [n i0, n i1)
-           of a column-major list of the nonzeros, which it fills alone */
         const int threads = omp_get_num_threads(), me = omp_get_thread_num();
         const int64_t i0 = k * me / threads, i1 = k * (me + 1) / threads;
-        int64_t mine = 0, slot = n * i0;
-        for (int64_t i = i0; i < i1; i++) end[i] = 0;
-        for (int64_t r = 0; r < n; r++) {
-            const float *xr = x + r * k;
-            for (int64_t i = i0; i < i1; i++) end[i] += xr[i] != 0.f;
+        int32_t *my_idx = scratch_idx + n * i0;
+        float *my_val = scratch_val + n * i0;
+        int64_t *my_count = row_count + n * me;
+        int64_t listed = 0;
+        for (int64_t i = i0; i < i1; i++) fill[i] = 0;
+        for (int64_t r = 0; r < n; r++) { /* row-wise lists, and the count of each column */
+            my_count[r] = list_nonzeros(x + r * k, i0, i1, my_idx + listed, my_val + listed);
+            for (int64_t t = listed; t < listed + my_count[r]; t++) fill[my_idx[t]]++;
+            listed += my_count[r];
         }
+        int64_t slot = n * i0;
         for (int64_t i = i0; i < i1; i++) {
             start[i] = slot;
-            slot += end[i];
-            mine += end[i];
-            end[i] = start[i];
+            slot += fill[i];
+            fill[i] = start[i];
         }
         #pragma omp atomic
-        total += mine;
+        total += listed;
         #pragma omp barrier
         if (total <= max_nonzeros) {
-            for (int64_t r = 0; r < n; r++) {
-                const float *xr = x + r * k;
+            for (int64_t r = 0, t = 0; r < n; r++) /* column-wise lists */
+                for (const int64_t stop = t + my_count[r]; t < stop; t++) {
+                    const int64_t q = fill[my_idx[t]]++;
+                    rows[q] = (int32_t)r;
+                    val[q] = my_val[t];
+                }
+            int64_t j = 0;
+            for (; j + 32 <= m; j += 32)
                 for (int64_t i = i0; i < i1; i++)
-                    if (xr[i] != 0.f) {
-                        offset[end[i]] = r * m;
-                        weight[end[i]++] = xr[i];
-                    }
-            }
-            for (int64_t j = 0; j < m; j += BLOCK) {
-                const int w = (int)(m - j < BLOCK ? m - j : BLOCK);
+                    gather_sum32(rows + start[i], val + start[i], fill[i] - start[i], other + j,
+                                 m, out + i * m + j);
+            if (j < m)
                 for (int64_t i = i0; i < i1; i++)
-                    gather_sum(weight + start[i], offset + start[i], end[i] - start[i],
-                               other + j, w, NULL, out + i * m + j);
-            }
+                    gather_sum(rows + start[i], val + start[i], fill[i] - start[i], other + j, m,
+                               (int)(m - j), NULL, out + i * m + j);
         }
     }
-    free(offset); free(weight); free(start); free(end);
+    free(scratch_idx); free(scratch_val); free(rows); free(val); free(start); free(fill);
+    free(row_count);
     return total > max_nonzeros;
 }
 
