@@ -361,8 +361,9 @@ def fit(
                 total += value / denominator(b) * b
                 seen += b
                 history.steps += 1
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.4g}", refresh=False)
+                if progress:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.4g}", refresh=False)
             history.loss.append(total / seen)
             history.lr.append(float(optim.param_groups[0]["lr"]))
             if scheduler is not None:

@@ -7,6 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from ..models.rbm import RBM, bernoulli_sample_16bit, sample_visible_from_natural
+from ..nn import native
 from ..nn.sparse_matmul import sparse_rows_matmul_t
 
 _PLL_CHUNK_ELEMENTS = 1 << 22  # data points x visible x hidden entries held at once
@@ -157,17 +158,23 @@ class ContrastiveDivergence:
             states[m:] = v
             x = v.new_empty(m + n, rbm.num_hidden)
             p = torch.empty_like(x)
+            # the rows' sums of softplus(x) (for the reported free-energy gap), computed with the
+            # sigmoids by the CPU kernel where it applies
+            softplus_sums = x.new_empty(m + n, dtype=torch.float64)
+            fused = rbm.has_plain_energy()
             if self.persistent:
                 p_start = self._chain_start(rbm, v)
             else:
-                p_start = torch.sigmoid(rbm.hidden_input_of_states(v, out=x[m:]), out=p[m:])
+                _sigmoid(rbm.hidden_input_of_states(v, out=x[m:]), p[m:], softplus_sums[m:], fused)
+                p_start = p[m:]
             v_neg = self._negative_samples(rbm, p_start, out=states[:m])
             self.last_negative = v_neg
             if self.persistent:
-                torch.sigmoid(rbm.hidden_input_of_states(states, out=x), out=p)
+                _sigmoid(rbm.hidden_input_of_states(states, out=x), p, softplus_sums, fused)
                 self.chains, self._chain_probs = v_neg, p[:m].clone()
             else:
-                torch.sigmoid(rbm.hidden_input_of_states(v_neg, binary=True, out=x[:m]), out=p[:m])
+                _sigmoid(rbm.hidden_input_of_states(v_neg, binary=True, out=x[:m]), p[:m],
+                         softplus_sums[:m], fused)
             p_pos = p[m:]
             mean_pos = p_pos.mean(0) if self.sparsity_target is not None else None
         pull = None
@@ -179,7 +186,7 @@ class ContrastiveDivergence:
                 self.mean_activation = d * self.mean_activation + (1 - d) * mean_pos
             # the penalty's gradient: that of sum_{n,j} pull_j x_nj(v_n), pull detached
             pull = self.sparsity_cost * (self.mean_activation - self.sparsity_target)
-        if not rbm.has_plain_energy():
+        if not fused:
             # a subclass with its own conditionals or free energy (e.g. DBM pretraining's
             # DoubledRBM): the surrogate's gradient by autograd, with the negatives drawn above
             surrogate = rbm.free_energy(v).sum() - s * rbm.free_energy(v_neg).sum()
@@ -196,7 +203,7 @@ class ContrastiveDivergence:
             grad_b = torch.mv(states.t(), weights)
             # the value: sum_n F(v_n) - s sum_m F(v~_m), F(v) = visible term - sum softplus(x);
             # for Bernoulli units the visible terms -b.v add up to b . grad_b
-            gap = torch.dot(F.softplus(x).sum(-1), weights)
+            gap = torch.dot(softplus_sums, weights.to(softplus_sums)).to(x)
             if rbm.visible == "bernoulli":
                 gap = gap + torch.dot(b, grad_b)
             else:
@@ -212,6 +219,18 @@ class ContrastiveDivergence:
                 grad_c = grad_c + n * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
         return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
+
+
+def _sigmoid(x: torch.Tensor, p: torch.Tensor, softplus_sums: torch.Tensor,
+             with_softplus: bool) -> None:
+    """``p = sigmoid(x)`` and, if ``with_softplus``, ``softplus_sums`` = the rows' sums of
+    ``softplus(x)``: one pass of :func:`pyro_deepgen.nn.native.sigmoid_softplus` where it applies,
+    else torch's."""
+    if with_softplus:
+        if native.sigmoid_softplus(x, p, softplus_sums):
+            return
+        softplus_sums.copy_(F.softplus(x).sum(-1))
+    torch.sigmoid(x, out=p)
 
 
 class _PrecomputedGradient(torch.autograd.Function):

@@ -60,14 +60,10 @@ def bernoulli_sample_16bit(probs: torch.Tensor, out: Optional[torch.Tensor] = No
         raise ValueError(f"out must have shape {tuple(probs.shape)} and dtype {probs.dtype}")
     if probs.device.type != "cpu":
         return _into(bernoulli_sample(probs), out)
-    n = probs.numel()
-    lib = native.library() if probs.dtype == torch.float32 else None
-    if lib is not None and probs.is_contiguous() and (out is None or out.is_contiguous()):
-        result = torch.empty_like(probs, memory_format=torch.contiguous_format) if out is None else out
-        seed = int(torch.empty((), dtype=torch.int64).random_())
-        lib.pyro_deepgen_bernoulli16(probs.data_ptr(), n, seed, result.data_ptr(),
-                                     torch.get_num_threads())
+    result = torch.empty_like(probs, memory_format=torch.contiguous_format) if out is None else out
+    if native.bernoulli16(probs, result):
         return result
+    n = probs.numel()
     # full-range 64-bit draws (``random_(-2**63, None)`` takes the generator's 64 bits as they
     # are); each int16 quarter is uniform on [-2^15, 2^15), so u + 2^15 is uniform on
     # {0, ..., 2^16 - 1}
@@ -201,14 +197,21 @@ class RBM(PyroModule):
         return sparse_rows_matmul(v, self.weight.t(), bias=self.hidden_bias, binary=binary,
                                   out=out)
 
+    _ENERGY_METHODS = ("hidden_input", "visible_input", "free_energy", "_visible_term")
+    _plain_energy = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._plain_energy = all(getattr(cls, name) is getattr(RBM, name)
+                                for name in RBM._ENERGY_METHODS)
+
     @classmethod
     def has_plain_energy(cls) -> bool:
-        """Whether this class keeps the RBM's own conditionals and free energy. The fast paths
-        written out for them (the sparse hidden input, CD's fused gradient) check it;
-        subclasses that change the energy (such as DBM pretraining's ``DoubledRBM``) take the
-        generic ``hidden_input`` / autograd paths instead."""
-        return all(getattr(cls, name) is getattr(RBM, name)
-                   for name in ("hidden_input", "visible_input", "free_energy", "_visible_term"))
+        """Whether this class keeps the RBM's own conditionals and free energy (decided when the
+        subclass is defined). The fast paths written out for them (the sparse hidden input,
+        CD's fused gradient) check it; subclasses that change the energy (such as DBM
+        pretraining's ``DoubledRBM``) take the generic ``hidden_input`` / autograd paths."""
+        return cls._plain_energy
 
     @torch.no_grad()
     def init_visible_bias(self, data: torch.Tensor, eps: float = 1e-3) -> "RBM":

@@ -20,6 +20,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
 
 /* The nonzeros of x[lo:hi]: their indices to idx and values to val; returns their number. */
@@ -231,5 +232,102 @@ void pyro_deepgen_bernoulli16(const float *p, int64_t n, uint64_t seed, float *o
         const uint64_t z = splitmix64(seed + (uint64_t)word * 0x9E3779B97F4A7C15ULL);
         const float u = (float)((z >> (16 * lane)) & 0xFFFF);
         out[i] = u < p[i] * 65536.f ? 1.f : 0.f;
+    }
+}
+
+/* exp(x) for x <= 0 (Cephes' expf: x = n ln2 + r, a degree-5 polynomial for e^r, 2^n through the
+ * exponent bits); x below -87 gives about 1.6e-38 rather than a denormal. */
+static inline __m256 exp_nonpositive(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+                                                         _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* log(1 + y) for y in [0, 1] (Cephes' logf on z = 1 + y in [1, 2]: z = 2^e m with m in
+ * [sqrt(1/2), sqrt(2)), a degree-9 polynomial in m - 1); relative error about 1e-7. */
+static inline __m256 log1p_unit(__m256 y)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 z = _mm256_add_ps(one, y);
+    /* z in [1, 2]: e = 1 and m = z / 2 where z >= sqrt(2), else e = 0 and m = z */
+    const __m256 big = _mm256_cmp_ps(z, _mm256_set1_ps(1.41421356237f), _CMP_GE_OQ);
+    const __m256 e = _mm256_and_ps(big, one);
+    const __m256 m = _mm256_blendv_ps(z, _mm256_mul_ps(z, _mm256_set1_ps(0.5f)), big);
+    const __m256 t = _mm256_sub_ps(m, one);
+    __m256 p = _mm256_set1_ps(7.0376836292e-2f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.1514610310e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.1676998740e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.2420140846e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.4249322787e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.6668057665e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(2.0000714765e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-2.4999993993e-1f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(3.3333331174e-1f));
+    const __m256 t2 = _mm256_mul_ps(t, t);
+    p = _mm256_mul_ps(_mm256_mul_ps(p, t), t2);          /* t^3 P(t) */
+    p = _mm256_fnmadd_ps(t2, _mm256_set1_ps(0.5f), p);   /* - t^2 / 2 */
+    /* + t + e ln2 (ln2 split in two parts for accuracy) */
+    p = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), p);
+    p = _mm256_add_ps(p, t);
+    const __m256 log_z = _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), p);
+    /* Kahan's correction for the rounding of z = 1 + y: log1p(y) = log(z) y / (z - 1), and y
+       itself where z rounds to 1 */
+    const __m256 u = _mm256_sub_ps(z, one);
+    const __m256 rounded = _mm256_cmp_ps(u, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    const __m256 scaled = _mm256_mul_ps(log_z, _mm256_div_ps(y, _mm256_blendv_ps(u, one, rounded)));
+    return _mm256_blendv_ps(scaled, y, rounded);
+}
+
+/* p = sigmoid(x) and, for every row of x (n, h), out_rows[r] = sum_j softplus(x[r, j]), from one
+ * exp(-|x|) per entry: sigmoid(x) = 1 / (1 + e) or e / (1 + e), softplus(x) = max(x, 0) +
+ * log(1 + e). NaN entries give NaN in both. p may be x (in place). */
+void pyro_deepgen_sigmoid_softplus(const float *x, int64_t n, int64_t h, float *p,
+                                   double *out_rows, int num_threads)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    #pragma omp parallel for schedule(static) num_threads(num_threads)
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * h;
+        float *pr = p + r * h;
+        __m256 acc = zero;
+        double tail = 0.0;
+        int64_t j = 0;
+        for (; j + 8 <= h; j += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + j);
+            const __m256 e = exp_nonpositive(_mm256_or_ps(v, sign)); /* exp(-|x|) */
+            const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
+            const __m256 nonneg = _mm256_cmp_ps(v, zero, _CMP_GE_OQ);
+            const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+            const __m256 s = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, nonneg);
+            const __m256 sp = _mm256_add_ps(_mm256_max_ps(v, zero), log1p_unit(e));
+            _mm256_storeu_ps(pr + j, _mm256_blendv_ps(s, v, nan));
+            acc = _mm256_add_ps(acc, _mm256_blendv_ps(sp, v, nan));
+        }
+        for (; j < h; j++) {
+            const float v = xr[j];
+            const float e = expf(-fabsf(v));
+            pr[j] = v >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+            tail += (v > 0.f ? v : 0.f) + log1pf(e);
+            if (v != v) { pr[j] = v; tail += v; }
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc);
+        double sum = tail;
+        for (int l = 0; l < 8; l++) sum += lanes[l];
+        out_rows[r] = sum;
     }
 }

@@ -29,6 +29,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c99"]
+LIBS = ["-lm"]
 _reason: Optional[str] = None
 
 
@@ -62,7 +63,7 @@ def _build(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], check=True,
+        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, *LIBS], check=True,
                        capture_output=True, text=True, timeout=120)
         os.replace(tmp, target)
     finally:
@@ -78,6 +79,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.pyro_deepgen_sparse_rows_t.restype = i32
     lib.pyro_deepgen_bernoulli16.argtypes = [ptr, i64, ctypes.c_uint64, ptr, i32]
     lib.pyro_deepgen_bernoulli16.restype = None
+    lib.pyro_deepgen_sigmoid_softplus.argtypes = [ptr, i64, i64, ptr, ptr, i32]
+    lib.pyro_deepgen_sigmoid_softplus.restype = None
     return lib
 
 
@@ -92,7 +95,7 @@ def library() -> Optional[ctypes.CDLL]:
         _reason = "the CPU has no AVX2"
         return None
     compiler = _compiler()
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + LIBS).encode()).hexdigest()[:16]
     target = cache_dir() / f"cpu_kernels_{key}.so"
     try:
         if not target.exists():
@@ -110,3 +113,35 @@ def library() -> Optional[ctypes.CDLL]:
 def unavailable_reason() -> Optional[str]:
     """Why :func:`library` is ``None`` (``None`` when it is available or not yet tried)."""
     return _reason
+
+
+def _takes(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take these tensors: CPU, float32, contiguous."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+               for t in tensors)
+
+
+def bernoulli16(probs: torch.Tensor, out: torch.Tensor) -> bool:
+    """``out = 1[u < 2^16 probs]`` with 16-bit uniforms ``u`` from a splitmix64 stream seeded by
+    one draw of torch's generator (see ``cpu_kernels.c``); False (nothing done) where the kernel
+    does not apply."""
+    lib = library()
+    if lib is None or not _takes(probs, out):
+        return False
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    lib.pyro_deepgen_bernoulli16(probs.data_ptr(), probs.numel(), seed, out.data_ptr(),
+                                 torch.get_num_threads())
+    return True
+
+
+def sigmoid_softplus(x: torch.Tensor, probs: torch.Tensor, softplus_sums: torch.Tensor) -> bool:
+    r"""``probs = sigmoid(x)`` for a 2-D ``x`` and ``softplus_sums`` (float64, one per row) =
+    :math:`\sum_j \operatorname{softplus}(x_{rj})`, in one pass; False (nothing done) where the
+    kernel does not apply."""
+    lib = library()
+    if (lib is None or x.dim() != 2 or not _takes(x, probs) or x.numel() == 0
+            or softplus_sums.dtype != torch.float64 or not softplus_sums.is_contiguous()):
+        return False
+    lib.pyro_deepgen_sigmoid_softplus(x.data_ptr(), x.shape[0], x.shape[1], probs.data_ptr(),
+                                      softplus_sums.data_ptr(), torch.get_num_threads())
+    return True
