@@ -9,8 +9,11 @@ of CD-1, CD-3, CD-k and PCD, samples, and (from ``benchmarks/rbm_deep.py``) DBN,
    and the medians of seconds per epoch are compared.
    scikit-learn computes in the dtype of its input: float64 for images scaled from uint8 (its
    usual use) and float32 when given float32; both ratios are printed. The package runs in
-   float32. A hand-written PyTorch CD-1 loop (dense products) is timed too, for the
-   framework overhead of ``fit`` + ``ContrastiveDivergence``.
+   float32, with its compiled CPU kernels (``pyro_deepgen.nn.native``) where they build. Two
+   hand-written PyTorch CD-1 loops are timed too: with dense products and ``torch.rand`` draws
+   (what one writes by hand), and with the package's kernels (the framework overhead of ``fit``
+   + ``ContrastiveDivergence`` is the ratio to this one). scikit-learn does PCD-1, so the
+   like-for-like ratios are CD-1's and PCD's; CD-k does k times the Gibbs sweeps.
 2. **Quality.** Each model (and scikit-learn's, whose weights are copied into an ``RBM``) is
    trained for ``--epochs`` epochs; AIS (``ais_log_partition``, the paper's 14,500 temperatures
    and 100 runs unless ``--ais-betas``/``--ais-runs``) gives log Z and the test log-likelihood
@@ -40,6 +43,9 @@ from pyro_deepgen.infer import (
     mean_log_likelihood,
 )
 from pyro_deepgen.models import RBM
+from pyro_deepgen.models.rbm import bernoulli_sample_16bit
+from pyro_deepgen.nn import native
+from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
 from pyro_deepgen.plotting import save_image_grid
 from pyro_deepgen.train import fit
 
@@ -94,22 +100,40 @@ def from_sklearn(model) -> RBM:
     return rbm
 
 
-def handwritten_cd1(x, hidden, lr, batch_size, epochs, seed):
-    """The baseline for framework overhead: CD-1 in plain PyTorch (dense float32 products, no
-    training loop, no checks), the same update as ``ContrastiveDivergence(k=1)`` with SGD."""
+def handwritten_cd1(x, hidden, lr, batch_size, epochs, seed, kernels=False):
+    """CD-1 in plain PyTorch, no training loop and no checks: the baseline for framework overhead.
+
+    ``kernels=False``: dense float32 products and ``torch.rand`` draws (what one writes by hand).
+    ``kernels=True``: the same loop with the package's CPU kernels (sparse products of the
+    binary states, 16-bit Bernoulli draws), so that ``ContrastiveDivergence(k=1)`` + ``fit``
+    over it is the cost of the framework alone. Both do the update of
+    ``ContrastiveDivergence(k=1)`` with plain SGD."""
     g = torch.Generator().manual_seed(seed)
-    W = torch.randn(hidden, x.shape[1], generator=g) * 0.01
+    Wt = torch.randn(x.shape[1], hidden, generator=g) * 0.01  # W^T, (V, H)
     b, c = torch.zeros(x.shape[1]), torch.zeros(hidden)
+    if kernels:
+        def hidden_input(v):
+            return sparse_rows_matmul(v, Wt, bias=c)
+        draw, weight_product = bernoulli_sample_16bit, sparse_rows_matmul_t
+    else:
+        def hidden_input(v):
+            return torch.addmm(c, v, Wt)
+
+        def draw(p):
+            return (torch.rand_like(p) < p).to(p.dtype)
+
+        def weight_product(states, probs):
+            return states.t() @ probs
     for _ in range(epochs):
         for v in x[torch.randperm(len(x), generator=g)].split(batch_size):
-            p_pos = torch.sigmoid(torch.addmm(c, v, W.t()))
-            h = (torch.rand_like(p_pos) < p_pos).to(v.dtype)
-            v_neg = (torch.rand_like(v) < torch.sigmoid(torch.addmm(b, h, W))).to(v.dtype)
-            p_neg = torch.sigmoid(torch.addmm(c, v_neg, W.t()))
-            W.add_(torch.cat([p_pos, -p_neg]).t() @ torch.cat([v, v_neg]), alpha=lr / len(v))
+            p_pos = torch.sigmoid(hidden_input(v))
+            v_neg = draw(torch.sigmoid(torch.addmm(b, draw(p_pos), Wt.t())))
+            p_neg = torch.sigmoid(hidden_input(v_neg))
+            Wt.add_(weight_product(torch.cat([v, v_neg]), torch.cat([p_pos, -p_neg])),
+                    alpha=lr / len(v))
             b.add_(v.sum(0) - v_neg.sum(0), alpha=lr / len(v))
             c.add_(p_pos.sum(0) - p_neg.sum(0), alpha=lr / len(v))
-    return W
+    return Wt.t()
 
 
 def _settle() -> None:
@@ -126,8 +150,9 @@ def speed(x, methods, args):
     order of the contenders rotates from round to round."""
     x64, x32 = x.double().numpy(), x.numpy()
     epochs = args.speed_epochs
-    times = {name: [] for name in ["sklearn_float64", "sklearn_float32", "handwritten_CD-1",
-                                   *methods]}
+    baselines = ["sklearn_float64", "sklearn_float32", "handwritten_CD-1",
+                 "handwritten_CD-1_kernels"]
+    times = {name: [] for name in [*baselines, *methods]}
     for name, make_loss in methods.items():  # warm-up: first-call costs are not per epoch
         train_ours(x[:2 * args.batch_size], args.hidden, make_loss(), 1, args.lr,
                    args.batch_size, args.seed)
@@ -140,8 +165,9 @@ def speed(x, methods, args):
             model = sklearn_rbm(args.hidden, args.lr, args.batch_size, epochs, seed)
             xs = x64 if name == "sklearn_float64" else x32
             return lambda: model.fit(xs)
-        if name == "handwritten_CD-1":
-            return lambda: handwritten_cd1(x, args.hidden, args.lr, args.batch_size, epochs, seed)
+        if name.startswith("handwritten"):
+            return lambda: handwritten_cd1(x, args.hidden, args.lr, args.batch_size, epochs, seed,
+                                           kernels=name.endswith("kernels"))
         return lambda: train_ours(x, args.hidden, methods[name](), epochs, args.lr,
                                   args.batch_size, seed)
 
@@ -157,10 +183,13 @@ def speed(x, methods, args):
     med = {name: statistics.median(t) for name, t in times.items()}
     res = {"seconds_per_epoch": med, "rounds": args.rounds, "epochs_per_timing": epochs,
            "seconds_per_epoch_every_round": times}
-    for name in ["handwritten_CD-1", *methods]:
+    for name in [*baselines[2:], *methods]:
         res[f"{name}_speedup_vs_sklearn_float64"] = med["sklearn_float64"] / med[name]
         res[f"{name}_speedup_vs_sklearn_float32"] = med["sklearn_float32"] / med[name]
     res["CD-1_over_handwritten"] = med["CD-1"] / med["handwritten_CD-1"]
+    res["CD-1_over_handwritten_kernels"] = med["CD-1"] / med["handwritten_CD-1_kernels"]
+    res["cpu_kernels"] = native.library() is not None
+    res["cpu_kernels_unavailable_reason"] = native.unavailable_reason()
     print(f"[speed] seconds per epoch ({len(x)} images, {args.hidden} hidden, batch "
           f"{args.batch_size}, torch threads {torch.get_num_threads()}; fits of {epochs} epochs, "
           f"medians of {args.rounds} alternating rounds):")
@@ -169,7 +198,12 @@ def speed(x, methods, args):
     print(f"  hand-written PyTorch CD-1 (dense): {med['handwritten_CD-1']:.3f} s  -> "
           f"{res['handwritten_CD-1_speedup_vs_sklearn_float64']:.2f}x faster than scikit-learn "
           f"float64")
-    print(f"  pyro_deepgen CD-1 / hand-written CD-1 = {res['CD-1_over_handwritten']:.2f}")
+    print(f"  hand-written CD-1 with the package's CPU kernels: "
+          f"{med['handwritten_CD-1_kernels']:.3f} s  -> "
+          f"{res['handwritten_CD-1_kernels_speedup_vs_sklearn_float64']:.2f}x")
+    print(f"  pyro_deepgen CD-1 / hand-written CD-1: dense {res['CD-1_over_handwritten']:.2f}, "
+          f"with the kernels {res['CD-1_over_handwritten_kernels']:.2f} (framework overhead); "
+          f"CPU kernels {'on' if res['cpu_kernels'] else 'off: ' + str(res['cpu_kernels_unavailable_reason'])}")
     for name in methods:
         print(f"  pyro_deepgen {name:6s}: {med[name]:.3f} s  -> "
               f"{res[f'{name}_speedup_vs_sklearn_float64']:.2f}x faster than scikit-learn "

@@ -132,6 +132,46 @@ class ContrastiveDivergence:
         return self._chain_probs
 
     def __call__(self, model: RBM, guide, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        r"""The surrogate :math:`\mathcal L` as a differentiable scalar (``backward()`` gives the
+        CD/PCD update); one CD/PCD step's sampling."""
+        step = self._step(model, guide, v)
+        if torch.is_tensor(step):
+            return step
+        gap, grads = step
+        rbm = model
+        return _PrecomputedGradient.apply(gap, grads, rbm.weight, rbm.visible_bias, rbm.hidden_bias)
+
+    differentiable_loss = __call__
+
+    def loss_and_grads(self, model: RBM, guide, v: torch.Tensor, *args, **kwargs) -> float:
+        """Pyro's ELBO interface: one CD/PCD step that adds the update to the parameters'
+        ``.grad`` (as ``backward()`` would) and returns the free-energy gap as a float. It skips
+        the autograd machinery of :meth:`__call__`; :func:`~pyro_deepgen.train.fit` uses it."""
+        step = self._step(model, guide, v)
+        if torch.is_tensor(step):
+            step.backward()
+            return step.item()
+        gap, grads = step
+        rbm = model
+        for param, grad in zip((rbm.weight, rbm.visible_bias, rbm.hidden_bias), grads):
+            if param.grad is None:
+                param.grad = grad
+            else:
+                param.grad.add_(grad)
+        return gap.item()
+
+    def _weights(self, m: int, n: int, like: torch.Tensor) -> torch.Tensor:
+        """The row weights (s = n/m on the m negatives, -1 on the n data points), cached."""
+        key = (m, n, like.dtype, like.device)
+        if getattr(self, "_weights_key", None) != key:
+            weights = like.new_full((m + n,), n / m)
+            weights[m:] = -1.0
+            self._weights_key, self._weights_value = key, weights
+        return self._weights_value
+
+    def _step(self, model: RBM, guide, v: torch.Tensor):
+        """One step: the autograd surrogate (RBM subclasses), or ``(gap, (grad_w, grad_b,
+        grad_c))`` written out (the fused path)."""
         rbm = model
         if not isinstance(rbm, RBM):
             raise TypeError(f"ContrastiveDivergence needs model=<RBM>, got {type(rbm).__name__}")
@@ -139,7 +179,7 @@ class ContrastiveDivergence:
             raise ValueError("ContrastiveDivergence takes no guide; call fit(rbm, None, data, ...)")
         if v.dim() != 2 or v.shape[-1] != rbm.num_visible:
             raise ValueError(f"v must have shape (batch, {rbm.num_visible}); got {tuple(v.shape)}")
-        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        W, b = rbm.weight, rbm.visible_bias
         # Rows [0, m) of ``states`` / ``x`` / ``p`` are the m negative samples, rows [m, m + n)
         # the n data points; ``weights`` is s = n/m on the first and -1 on the others. Then the
         # weight gradient is the one product states^T (weights * p), PCD's two hidden inputs are
@@ -196,8 +236,7 @@ class ContrastiveDivergence:
             return surrogate + (penalty - penalty.detach())
         # Fused update path: the gradient is written out (no autograd graph).
         with torch.no_grad():
-            weights = x.new_full((m + n,), s)
-            weights[m:] = -1.0
+            weights = self._weights(m, n, x)
             # dF/dW = -p(h|v) v^T, dF/dc = -p(h|v), dF/db = -v (Bernoulli) or -(v - b) (Gaussian;
             # the b terms cancel because s m = n): each gradient is a weighted sum over the rows
             grad_b = torch.mv(states.t(), weights)
@@ -218,7 +257,7 @@ class ContrastiveDivergence:
             if pull is not None:
                 grad_c = grad_c + n * pull
                 grad_w = grad_w + torch.outer(pull, v.sum(0))
-        return _PrecomputedGradient.apply(gap, (grad_w, grad_b, grad_c), W, b, c)
+        return gap, (grad_w, grad_b, grad_c)
 
 
 def _sigmoid(x: torch.Tensor, p: torch.Tensor, softplus_sums: torch.Tensor,

@@ -95,6 +95,31 @@ def test_fused_gradient_in_float32(kernels, persistent, assert_cd_matches_autogr
         native.library.cache_clear()
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+def test_loss_and_grads_equals_backward_of_the_loss(persistent):
+    """Pyro's ELBO interface: ``loss_and_grads`` (what fit uses) returns the value of
+    ``differentiable_loss`` / ``__call__`` and adds the same gradient to ``.grad`` (accumulating
+    onto what is there), from the same seed; for a DoubledRBM (autograd path) too."""
+    from pyro_deepgen.models.dbm import DoubledRBM
+
+    for rbm in (random_rbm(), DoubledRBM(6, 4, up=2.0).double()):
+        v = bernoulli_sample(torch.full((5, 6), 0.4, dtype=torch.float64))
+        torch.manual_seed(3)
+        rbm.zero_grad()
+        loss = ContrastiveDivergence(k=2, persistent=persistent).differentiable_loss(rbm, None, v)
+        assert loss.requires_grad
+        loss.backward()
+        want = flat_grad(rbm).clone()
+        torch.manual_seed(3)
+        rbm.zero_grad()
+        value = ContrastiveDivergence(k=2, persistent=persistent).loss_and_grads(rbm, None, v)
+        assert isinstance(value, float) and value == pytest.approx(loss.item(), abs=1e-10)
+        assert torch.allclose(flat_grad(rbm), want, atol=1e-10)
+        torch.manual_seed(3)
+        ContrastiveDivergence(k=2, persistent=persistent).loss_and_grads(rbm, None, v)
+        assert torch.allclose(flat_grad(rbm), 2 * want, atol=1e-10)
+
+
 def test_cd1_negatives_follow_the_exact_one_step_transition():
     """CD-1's negatives from a fixed data point v are draws of the two-step block-Gibbs kernel
     T(v'|v) = sum_h p(h|v) p(v'|h) (enumerated). float32, so the training path's Bernoulli draws
