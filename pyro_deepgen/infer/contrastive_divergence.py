@@ -35,21 +35,27 @@ class ContrastiveDivergence:
 
     **Fused update path.** The gradient of :math:`\mathcal L` is written out in closed form
     (:math:`\partial F/\partial W = -p(h\mid v)\,v^\top` etc.) and computed without an
-    autograd graph, reusing the hidden inputs of the Gibbs sweeps; a small
-    ``torch.autograd.Function`` attaches it to the returned value, so ``loss.backward()``, Pyro
-    and torch optimizers and :func:`~pyro_deepgen.train.fit` work as with any surrogate. The
-    negative samples and the data are stacked, :math:`S = [\tilde v; v]`, so that the weight
-    gradient is the single product :math:`S^\top [\tfrac BM p(h\mid\tilde v); -p(h\mid v)]`;
-    for PCD the two hidden inputs are one product :math:`S W^\top` too. CD-k costs the work of
-    :math:`2k + 3` products of size :math:`B\times V\times H` per update, PCD-1 five (it reuses
-    the chains' hidden probabilities from the previous update, like scikit-learn) in three
-    calls. Training sweeps draw binary units with
+    autograd graph, reusing the hidden inputs of the Gibbs sweeps. ``loss_and_grads`` (Pyro's
+    ELBO interface, which :func:`~pyro_deepgen.train.fit` uses) adds it to the parameters'
+    ``.grad``; calling the object (or ``differentiable_loss``) returns the value with the
+    gradient attached by a small ``torch.autograd.Function``, so ``loss.backward()`` and any
+    torch or Pyro optimizer work as with an autograd surrogate. The negative samples and the
+    data are stacked, :math:`S = [\tilde v; v]`, with row weights :math:`w` (:math:`B/M` on the
+    negatives, :math:`-1` on the data), so that the weight gradient is the single product
+    :math:`S^\top (w \odot p(h\mid S))`, for PCD the two hidden inputs are one product
+    :math:`S W^\top` too, and the bias gradients and the value are weighted sums. CD-k costs
+    the work of :math:`2k + 3` products of size :math:`B\times V\times H` per update, PCD-1
+    five (it reuses the chains' hidden probabilities from the previous update, like
+    scikit-learn). For binary visible units the products with the states visit only their
+    nonzeros (:mod:`pyro_deepgen.nn.sparse_matmul`); training sweeps draw binary units with
     :func:`~pyro_deepgen.models.rbm.bernoulli_sample_16bit` from the model's own conditionals;
-    an RBM subclass that changes the energy (such as the
-    :class:`~pyro_deepgen.models.dbm.DoubledRBM` of DBM pretraining) gets autograd's gradient
-    of the same surrogate instead of the fused one. The last negative samples are
-    kept in ``last_negative``. Every call advances the persistent chains, so validate with an
-    ``eval_fn`` such as :func:`pseudo_log_likelihood` rather than with this loss.
+    on CPU in float32 these and the sigmoids run as compiled kernels
+    (:mod:`pyro_deepgen.nn.native`) where available. An RBM subclass that changes the energy
+    (such as the :class:`~pyro_deepgen.models.dbm.DoubledRBM` of DBM pretraining) gets
+    autograd's gradient of the same surrogate instead of the fused one. The last negative
+    samples are kept in ``last_negative``. Every call advances the persistent chains, so
+    validate with an ``eval_fn`` such as :func:`pseudo_log_likelihood` rather than with this
+    loss.
 
     **Optimizer settings.** Momentum and weight decay come from the optimizer, e.g.
     ``torch.optim.SGD(params, lr=eps / B, momentum=0.9, weight_decay=B * l2)``; because the loss
