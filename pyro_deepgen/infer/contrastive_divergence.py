@@ -106,6 +106,8 @@ class ContrastiveDivergence:
         self.last_negative: Optional[torch.Tensor] = None
         self._chain_probs: Optional[torch.Tensor] = None
         self._chain_owner: Optional[torch.Tensor] = None
+        self._weights_key: Optional[tuple] = None
+        self._weights_value: Optional[torch.Tensor] = None
 
     def _negative_samples(self, rbm: RBM, p_start: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``k`` block-Gibbs sweeps h ~ p(h|.) -> v ~ p(v|h) from the hidden probabilities
@@ -169,7 +171,7 @@ class ContrastiveDivergence:
     def _weights(self, m: int, n: int, like: torch.Tensor) -> torch.Tensor:
         """The row weights (s = n/m on the m negatives, -1 on the n data points), cached."""
         key = (m, n, like.dtype, like.device)
-        if getattr(self, "_weights_key", None) != key:
+        if self._weights_key != key:
             weights = like.new_full((m + n,), n / m)
             weights[m:] = -1.0
             self._weights_key, self._weights_value = key, weights

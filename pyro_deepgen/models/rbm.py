@@ -70,7 +70,7 @@ def bernoulli_sample_16bit(probs: torch.Tensor, out: Optional[torch.Tensor] = No
     u = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
     u = u.view(torch.int16)[:n].view(probs.shape).to(probs.dtype)
     on = torch.lt(u, probs.mul(65536.0).sub_(32768.0))
-    return _into(on.view(torch.uint8).to(probs.dtype), out)  # (uint8 -> float beats bool -> float)
+    return result.copy_(on.view(torch.uint8))  # (uint8 -> float beats bool -> float)
 
 
 def _into(value: torch.Tensor, out: Optional[torch.Tensor]) -> torch.Tensor:
