@@ -115,10 +115,11 @@ def unavailable_reason() -> Optional[str]:
     return _reason
 
 
-def _takes(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels take these tensors: CPU, float32, contiguous."""
+def takes(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take these tensors (CPU, float32, contiguous; None entries are
+    skipped); the library itself is checked separately (:func:`library`)."""
     return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
-               for t in tensors)
+               for t in tensors if t is not None)
 
 
 def bernoulli16(probs: torch.Tensor, out: torch.Tensor) -> bool:
@@ -126,7 +127,7 @@ def bernoulli16(probs: torch.Tensor, out: torch.Tensor) -> bool:
     one draw of torch's generator (see ``cpu_kernels.c``); False (nothing done) where the kernel
     does not apply."""
     lib = library()
-    if lib is None or not _takes(probs, out):
+    if lib is None or not takes(probs, out):
         return False
     seed = int(torch.empty((), dtype=torch.int64).random_())
     lib.pyro_deepgen_bernoulli16(probs.data_ptr(), probs.numel(), seed, out.data_ptr(),
@@ -139,7 +140,7 @@ def sigmoid_softplus(x: torch.Tensor, probs: torch.Tensor, softplus_sums: torch.
     :math:`\sum_j \operatorname{softplus}(x_{rj})`, in one pass; False (nothing done) where the
     kernel does not apply."""
     lib = library()
-    if (lib is None or x.dim() != 2 or not _takes(x, probs) or x.numel() == 0
+    if (lib is None or x.dim() != 2 or not takes(x, probs) or x.numel() == 0
             or softplus_sums.dtype != torch.float64 or not softplus_sums.is_contiguous()):
         return False
     lib.pyro_deepgen_sigmoid_softplus(x.data_ptr(), x.shape[0], x.shape[1], probs.data_ptr(),

@@ -34,12 +34,11 @@ def _check(name: str, x: torch.Tensor, other: torch.Tensor, dim: int, what: str)
         raise ValueError(f"{name} needs {what}; got {tuple(x.shape)} and {tuple(other.shape)}")
 
 
-def _native_operands(x: torch.Tensor, other: torch.Tensor) -> bool:
-    """Whether the compiled kernel takes these operands (CPU float32, row-major, non-empty)."""
-    return (x.device.type == "cpu" and other.device.type == "cpu"
-            and x.dtype == torch.float32 and other.dtype == torch.float32
-            and x.is_contiguous() and other.is_contiguous()
-            and x.numel() > 0 and other.numel() > 0 and native.library() is not None)
+def _native_operands(x: torch.Tensor, other: torch.Tensor, *optional) -> bool:
+    """Whether the compiled kernel takes these operands (:func:`~pyro_deepgen.nn.native.takes`,
+    non-empty, library available)."""
+    return (x.numel() > 0 and other.numel() > 0 and native.takes(x, other, *optional)
+            and native.library() is not None)
 
 
 def _call_native(function: str, x: torch.Tensor, other: torch.Tensor, extra: list,
@@ -79,9 +78,7 @@ def sparse_rows_matmul(x: torch.Tensor, table: torch.Tensor, *, bias: Optional[t
     if out is not None and (out.shape != (n, m) or out.dtype != x.dtype):
         raise ValueError(f"out must have shape {(n, m)} and dtype {x.dtype}; got "
                          f"{tuple(out.shape)} and {out.dtype}")
-    if (_native_operands(x, table) and (bias is None or (bias.is_contiguous()
-                                                         and bias.dtype == torch.float32))
-            and (out is None or out.is_contiguous())):
+    if _native_operands(x, table, bias, out):
         result = torch.empty(n, m, dtype=x.dtype) if out is None else out
         bias_ptr = None if bias is None else bias.data_ptr()
         if _call_native("pyro_deepgen_sparse_rows", x, table, [bias_ptr], result, max_density):
