@@ -9,6 +9,7 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_deepgen.data import load_train_test
+from pyro_deepgen.distributions.transforms import FLOWS
 from pyro_deepgen.evaluate import elbo, log_likelihood
 from pyro_deepgen.guides import flow_vae
 from pyro_deepgen.train import fit
@@ -30,8 +31,7 @@ def main(args: argparse.Namespace) -> float:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--flow", default="planar",
-                        choices=("planar", "radial", "nice", "realnvp", "iaf"))
+    parser.add_argument("--flow", default="planar", choices=tuple(FLOWS))
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--z-dim", type=int, default=10)

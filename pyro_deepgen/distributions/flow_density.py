@@ -10,7 +10,7 @@ from pyro.distributions.transforms import AffineTransform, SigmoidTransform
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from ..plates import data_plate
-from .transforms import FLOW_KINDS, build_flow, to_pyro_module_
+from .transforms import build_flow, flow_family, to_pyro_module_
 
 
 class FlowDensity(PyroModule):
@@ -54,7 +54,8 @@ class FlowDensity(PyroModule):
     :func:`bits_per_dim` divides by :math:`D \log 2`.
 
     :param int dim: event dimension :math:`D`.
-    :param str flow: one of ``"planar"``, ``"radial"``, ``"nice"``, ``"realnvp"``, ``"iaf"``.
+    :param str flow: a name in :data:`~pyro_deepgen.distributions.transforms.registry.FLOWS`
+        (``"planar"``, ``"radial"``, ``"iaf"``, ``"nice"``, ``"realnvp"``, ...).
         ``log_prob`` of data needs the inverse :math:`f^{-1}`: one pass for NICE and RealNVP,
         :math:`D` sequential passes for IAF, and a numerical (planar) or closed-form (radial)
         inverse per layer; the flow's own samples are scored from the transforms' caches
@@ -98,8 +99,7 @@ class FlowDensity(PyroModule):
         **flow_kwargs,
     ) -> None:
         super().__init__()
-        if flow not in FLOW_KINDS:
-            raise ValueError(f"flow={flow!r}; use one of {FLOW_KINDS}")
+        flow_family(flow, "flow")
         if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int)
                                    or levels < 2):
             raise ValueError(f"levels must be an integer >= 2 or None, got {levels!r}")

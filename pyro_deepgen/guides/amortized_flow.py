@@ -7,7 +7,7 @@ import torch
 from pyro.nn import PyroModule
 from torch.nn import functional as F
 
-from ..distributions.transforms import build_flow, condition, to_pyro_module_
+from ..distributions.transforms import build_flow, condition, flow_family, to_pyro_module_
 from ..models.vae import VAE
 from ..plates import data_plate
 from ..nn import MLP
@@ -53,7 +53,8 @@ class AmortizedFlowGuide(PyroModule):
 
     :param int x_dim: data dimension.
     :param int z_dim: latent dimension.
-    :param str flow: ``"planar"``, ``"radial"``, ``"iaf"``, ``"nice"`` or ``"realnvp"``.
+    :param str flow: a name in :data:`~pyro_deepgen.distributions.transforms.registry.FLOWS`
+        (``"planar"``, ``"radial"``, ``"iaf"``, ``"nice"``, ``"realnvp"``, ...).
     :param int depth: number :math:`K` of flow layers (``0``: a diagonal Gaussian guide).
     :param hidden_dims: encoder hidden sizes, default ``(200, 200)``.
     :param context_dim: size of :math:`\mathbf{h}`, default ``hidden_dims[-1]`` (or ``2 *
@@ -90,6 +91,7 @@ class AmortizedFlowGuide(PyroModule):
         **flow_kwargs,
     ) -> None:
         super().__init__(name=name)
+        flow_family(flow, "flow")
         for arg, value in (("x_dim", x_dim), ("z_dim", z_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")
@@ -158,6 +160,7 @@ def flow_vae(
     >>> pyro.infer.Trace_ELBO().differentiable_loss(vae.model, guide, x).shape
     torch.Size([])
     """
+    flow_family(flow, "flow")
     vae = VAE(x_dim, z_dim, hidden_dims, likelihood=likelihood, activation=activation)
     guide = AmortizedFlowGuide(
         x_dim, z_dim, flow, depth, hidden_dims, activation=activation, **guide_kwargs

@@ -9,7 +9,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
 from torch.distributions import AffineTransform, ComposeTransform
 
-from ..distributions.transforms import FLOW_KINDS, build_flow, to_pyro_module_
+from ..distributions.transforms import FLOWS, build_flow, flow_family, to_pyro_module_
 
 
 class AutoFlow(AutoContinuous):
@@ -28,13 +28,14 @@ class AutoFlow(AutoContinuous):
     where :math:`\mathbf{u}` packs every latent site of the model in unconstrained space
     (:class:`~pyro.infer.autoguide.AutoContinuous` maps it back to each site's support).
     Like Pyro's :class:`~pyro.infer.autoguide.AutoNormalizingFlow`, but the flow is chosen by
-    name with :func:`~pyro_deepgen.distributions.transforms.build_flow` (planar, radial, nice,
-    realnvp, iaf, with permutations between layers), and the base is a learned diagonal
-    Gaussian started at the ``init_loc_fn`` values, so that ``depth=0`` is
-    :class:`~pyro.infer.autoguide.AutoDiagonalNormal` and a shallow flow of non-affine layers
-    (planar, radial) need not learn location and scale itself. Being an ``AutoContinuous``
-    guide, it supports subsampled plates wherever Pyro's ``AutoContinuous`` guides do: every
-    latent is global (outside subsampled plates), while observations may be subsampled.
+    name with :func:`~pyro_deepgen.distributions.transforms.build_flow` (planar, radial, iaf,
+    nice, realnvp or any family of :data:`~pyro_deepgen.distributions.transforms.registry.FLOWS`), and
+    the base is a learned diagonal Gaussian started at the ``init_loc_fn`` values, so that
+    ``depth=0`` is :class:`~pyro.infer.autoguide.AutoDiagonalNormal` and a shallow flow of
+    non-affine layers (planar, radial) need not learn location and scale itself. Being an
+    ``AutoContinuous`` guide, it supports subsampled plates wherever Pyro's ``AutoContinuous``
+    guides do: every latent is global (outside subsampled plates), while observations may be
+    subsampled.
 
     Example usage::
 
@@ -42,7 +43,8 @@ class AutoFlow(AutoContinuous):
         svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
 
     :param callable model: a Pyro model.
-    :param str flow: ``"planar"``, ``"radial"``, ``"nice"``, ``"realnvp"`` or ``"iaf"``.
+    :param str flow: a name in :data:`~pyro_deepgen.distributions.transforms.registry.FLOWS`
+        (``"planar"``, ``"radial"``, ``"iaf"``, ``"nice"``, ``"realnvp"``, ...).
     :param int depth: number of flow layers (``0``: a diagonal Gaussian).
     :param hidden_dims: hidden sizes of each layer's network (see ``build_flow``).
     :param callable init_loc_fn: per-site initialisation of the base mean, default
@@ -66,8 +68,7 @@ class AutoFlow(AutoContinuous):
         init_scale: float = 0.1,
         **flow_kwargs,
     ) -> None:
-        if flow not in FLOW_KINDS:
-            raise ValueError(f"flow={flow!r} is not a flow; use one of {FLOW_KINDS}")
+        flow_family(flow, "flow")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
             raise ValueError(f"depth must be a non-negative int, got {depth!r}")
         if not init_scale > 0:
@@ -80,10 +81,12 @@ class AutoFlow(AutoContinuous):
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
         init_loc = self._init_loc()
-        if self.flow_kind in ("nice", "realnvp", "iaf") and self.latent_dim < 2 and self.depth:
+        min_dim = flow_family(self.flow_kind, "flow").min_dim
+        if self.latent_dim < min_dim and self.depth:
+            fits = tuple(name for name, f in FLOWS.items() if f.min_dim <= self.latent_dim)
             raise ValueError(
-                f"flow={self.flow_kind!r} needs at least 2 latent dimensions, the model has "
-                f"{self.latent_dim}; use flow='planar' or 'radial'"
+                f"flow={self.flow_kind!r} needs at least {min_dim} latent dimensions, the model "
+                f"has {self.latent_dim}; use one of {fits}"
             )
         self.loc = torch.nn.Parameter(init_loc)
         self.scale = PyroParam(

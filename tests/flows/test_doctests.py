@@ -12,6 +12,7 @@ MODULES = [
     "pyro_deepgen.distributions.transforms.additive_coupling",
     "pyro_deepgen.distributions.transforms.affine_autoregressive",
     "pyro_deepgen.distributions.transforms.build",
+    "pyro_deepgen.distributions.transforms.family",
     "pyro_deepgen.distributions.transforms.permutation",
     "pyro_deepgen.distributions.transforms.planar",
     "pyro_deepgen.distributions.transforms.radial",

@@ -13,8 +13,6 @@ from pyro_deepgen.data.toy import EnergyModel, make_two_moons
 from pyro_deepgen.distributions import FlowDensity, bits_per_dim
 from pyro_deepgen.train import fit
 
-KINDS = ("planar", "radial", "nice", "realnvp", "iaf")
-
 
 def _perturbed(density: FlowDensity, scale: float = 0.3) -> FlowDensity:
     """Move every parameter away from its initial value, so that the density is not trivial."""

@@ -1,4 +1,5 @@
-"""Normalizing-flow transforms: Pyro's where they serve, plus NICE's coupling and scaling."""
+"""Normalizing-flow transforms: Pyro's where they serve, plus NICE's coupling and scaling; the flow
+families by name in :data:`FLOWS` (see :mod:`.registry`)."""
 from .additive_coupling import AdditiveCoupling  # noqa: F401
 from .additive_coupling import ConditionalAdditiveCoupling  # noqa: F401
 from .additive_coupling import additive_coupling  # noqa: F401
@@ -11,7 +12,6 @@ from .affine_coupling import AffineCoupling  # noqa: F401
 from .affine_coupling import ConditionalAffineCoupling  # noqa: F401
 from .affine_coupling import affine_coupling  # noqa: F401
 from .affine_coupling import conditional_affine_coupling  # noqa: F401
-from .build import FLOW_KINDS  # noqa: F401
 from .build import build_flow  # noqa: F401
 from .build import condition  # noqa: F401
 from .permutation import Permutation  # noqa: F401
@@ -26,6 +26,10 @@ from .radial import ConditionedRadial  # noqa: F401
 from .radial import Radial  # noqa: F401
 from .radial import conditional_radial  # noqa: F401
 from .radial import radial  # noqa: F401
+from .family import FlowFamily  # noqa: F401
+from .registry import FLOW_KINDS  # noqa: F401
+from .registry import FLOWS  # noqa: F401
+from .registry import flow_family  # noqa: F401
 from .scaling import Scaling  # noqa: F401
 from .scaling import scaling  # noqa: F401
 from .pyro_module import to_pyro_module_  # noqa: F401

@@ -9,7 +9,10 @@ from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 from pyro.nn import ConditionalDenseNN, DenseNN
 
+from .family import FlowFamily
+from .permutation import permutation
 from .pyro_module import DropCacheOnPickle
+from .scaling import scaling
 
 
 class AdditiveCoupling(DropCacheOnPickle, TransformModule):
@@ -180,3 +183,12 @@ def conditional_additive_coupling(
         split_dim, context_dim, hidden_dims, [input_dim - split_dim], nonlinearity=nn.ReLU()
     )
     return ConditionalAdditiveCoupling(split_dim, hypernet)
+
+
+#: NICE: :class:`AdditiveCoupling` layers (volume preserving) with a
+#: :class:`~pyro_deepgen.distributions.transforms.Permutation` between consecutive layers and a
+#: final :class:`~pyro_deepgen.distributions.transforms.Scaling` that changes volume.
+NICE = FlowFamily(
+    layer=additive_coupling, conditional=conditional_additive_coupling,
+    mixing=permutation, final=scaling, min_dim=2,
+)

@@ -10,6 +10,8 @@ from pyro.distributions.transforms import (
 from pyro.distributions.transforms.utils import clamp_preserve_gradients
 from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 
+from .family import FlowFamily
+from .permutation import permutation as _permutation
 from .pyro_module import DropCacheOnPickle
 
 
@@ -147,3 +149,12 @@ def conditional_affine_autoregressive(
         input_dim, context_dim, hidden_dims, permutation=order, nonlinearity=torch.nn.ReLU()
     )
     return ConditionalAffineAutoregressive(arn, **kwargs)
+
+
+#: IAF: :class:`AffineAutoregressive` layers on MADE networks, with a
+#: :class:`~pyro_deepgen.distributions.transforms.Permutation` between consecutive layers (each
+#: layer orders the coordinates; the reversal flips the order from one layer to the next).
+IAF = FlowFamily(
+    layer=affine_autoregressive, conditional=conditional_affine_autoregressive,
+    mixing=_permutation, min_dim=2,
+)

@@ -8,6 +8,8 @@ from pyro.distributions.transforms import ConditionalAffineCoupling
 from pyro.nn import ConditionalDenseNN, DenseNN
 
 from .additive_coupling import _split_and_hidden
+from .family import FlowFamily
+from .permutation import permutation
 from .pyro_module import DropCacheOnPickle
 
 
@@ -65,3 +67,11 @@ def conditional_affine_coupling(
         split_dim, context_dim, hidden_dims, [out, out], nonlinearity=torch.nn.ReLU()
     )
     return ConditionalAffineCoupling(split_dim, hypernet, **kwargs)
+
+
+#: RealNVP: :class:`AffineCoupling` layers with a
+#: :class:`~pyro_deepgen.distributions.transforms.Permutation` between consecutive layers.
+REALNVP = FlowFamily(
+    layer=affine_coupling, conditional=conditional_affine_coupling,
+    mixing=permutation, min_dim=2,
+)

@@ -1,7 +1,7 @@
 """Planar flows (Rezende & Mohamed 2015): Pyro's transforms plus the inverse Pyro lacks."""
 import math
 from functools import partial
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from pyro.distributions.transforms import Planar as _PyroPlanar
@@ -9,6 +9,7 @@ from pyro.distributions.transforms import ConditionalPlanar as _PyroConditionalP
 from pyro.distributions.transforms.planar import ConditionedPlanar as _PyroConditionedPlanar
 
 from ...nn import MLP
+from .family import FlowFamily
 from .pyro_module import DropCacheOnPickle
 
 BISECTION_STEPS = 64
@@ -136,15 +137,22 @@ class ConditionalPlanar(_PyroConditionalPlanar):
         return ConditionedPlanar(partial(self._params, context))
 
 
-def planar(input_dim: int) -> Planar:
-    """A :class:`Planar` layer of dimension ``input_dim``."""
+def planar(input_dim: int, hidden_dims: Optional[Sequence[int]] = None) -> Planar:
+    """A :class:`Planar` layer of dimension ``input_dim`` (``hidden_dims`` is ignored: the layer
+    has no network; it is accepted as by every layer factory of a
+    :class:`~pyro_deepgen.distributions.transforms.family.FlowFamily`)."""
     return Planar(input_dim)
 
 
 def conditional_planar(
-    input_dim: int, context_dim: int, hidden_dims: Sequence[int] = ()
+    input_dim: int, context_dim: int, hidden_dims: Optional[Sequence[int]] = None
 ) -> ConditionalPlanar:
     r"""A :class:`ConditionalPlanar` whose parameters are outputs of an
-    :class:`~pyro_deepgen.nn.MLP` of the context; with the default ``hidden_dims=()`` they are
-    linear functions of it, as in Rezende & Mohamed (2015)."""
+    :class:`~pyro_deepgen.nn.MLP` of the context; with the default ``hidden_dims=None`` (no hidden
+    layer) they are linear functions of it, as in Rezende & Mohamed (2015)."""
+    hidden_dims = () if hidden_dims is None else hidden_dims
     return ConditionalPlanar(MLP(context_dim, hidden_dims, (1, input_dim, input_dim)))
+
+
+#: Layers of :class:`Planar` one after another (each mixes every coordinate: no permutation).
+PLANAR = FlowFamily(layer=planar, conditional=conditional_planar)

@@ -1,6 +1,6 @@
 """Radial flows (Rezende & Mohamed 2015): Pyro's transforms plus the inverse Pyro lacks."""
 from functools import partial
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from pyro.distributions.transforms import Radial as _PyroRadial
@@ -9,6 +9,7 @@ from pyro.distributions.transforms.radial import ConditionedRadial as _PyroCondi
 from torch.nn import functional as F
 
 from ...nn import MLP
+from .family import FlowFamily
 from .pyro_module import DropCacheOnPickle
 
 
@@ -98,14 +99,21 @@ class ConditionalRadial(_PyroConditionalRadial):
         return ConditionedRadial(partial(self._params, context))
 
 
-def radial(input_dim: int) -> Radial:
-    """A :class:`Radial` layer of dimension ``input_dim``."""
+def radial(input_dim: int, hidden_dims: Optional[Sequence[int]] = None) -> Radial:
+    """A :class:`Radial` layer of dimension ``input_dim`` (``hidden_dims`` is ignored: the layer
+    has no network; it is accepted as by every layer factory of a
+    :class:`~pyro_deepgen.distributions.transforms.family.FlowFamily`)."""
     return Radial(input_dim)
 
 
 def conditional_radial(
-    input_dim: int, context_dim: int, hidden_dims: Sequence[int] = ()
+    input_dim: int, context_dim: int, hidden_dims: Optional[Sequence[int]] = None
 ) -> ConditionalRadial:
     r"""A :class:`ConditionalRadial` whose parameters are outputs of an
     :class:`~pyro_deepgen.nn.MLP` of the context (linear by default, as in Rezende & Mohamed)."""
+    hidden_dims = () if hidden_dims is None else hidden_dims
     return ConditionalRadial(MLP(context_dim, hidden_dims, (input_dim, 1, 1)))
+
+
+#: Layers of :class:`Radial` one after another (each mixes every coordinate: no permutation).
+RADIAL = FlowFamily(layer=radial, conditional=conditional_radial)
