@@ -12,9 +12,9 @@ from pyro.infer import MCMC
 from pyro.infer.mcmc.util import print_summary
 
 from pyro_deepgen.data import load_train_test
-from pyro_deepgen.infer import BlockGibbs, ContrastiveDivergence, ais_log_partition
-from pyro_deepgen.infer import default_ais_schedule, mean_log_likelihood
-from pyro_deepgen.models import RBM
+from pyro_deepgen.energy import RBM, BlockGibbs, ContrastiveDivergence, ais_log_partition
+from pyro_deepgen.energy import mean_log_likelihood
+from pyro_deepgen.infer import default_ais_schedule
 from pyro_deepgen.train import fit
 
 

@@ -22,7 +22,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
-from .infer.particles import guess_max_plate_nesting, log_weights, vectorized_traces
+from .infer.particles import draw_particles, guess_max_plate_nesting, log_weights
 from .infer.util import log_mean_exp_of_chunks
 
 _ELEMENTS_PER_CHUNK = 2**23
@@ -50,9 +50,9 @@ def _local_log_weight_chunks(model, guide, args, kwargs, num_samples, chunk_size
         p = min(chunk_size, num_samples - done)
         # The first pass above ran with validation; skip the per-chunk argument checks.
         with pyro.validation_enabled(False):
-            model_trace, guide_trace = vectorized_traces(
+            model_trace, guide_trace = draw_particles(
                 model, guide, args, kwargs, p, max_plate_nesting
-            )
+            )[:2]
         w = log_weights(model_trace, guide_trace, max_plate_nesting, plate_name)
         if w.global_latents:
             raise ValueError(

@@ -12,12 +12,14 @@ from tests.linear_gaussian import LinearGaussian
 
 
 def test_log_likelihood_matches_ppca_closed_form(device):
-    # Perturbed mean-field guide (the exact posterior is correlated), K=20000 samples.
-    # The IWAE estimator's bias is O(1/K) and its sd here is < 0.01 nats: tolerance 0.02 nats.
+    # Perturbed mean-field guide (the exact posterior is correlated), K=80000 samples.
+    # The IWAE estimator's bias is O(1/K) and its sd here is about 0.005 nats (0.009 at
+    # K=20000, where the largest of 20 errors exceeds 0.02 for about one seed in three):
+    # tolerance 0.02 nats.
     lg = LinearGaussian(device=device)
     x = lg.data(20)
     guide = functools.partial(lg.guide, loc_shift=0.2, scale_mult=1.3)
-    ll = log_likelihood(lg.model, guide, x, num_samples=20000, chunk_size=4000)
+    ll = log_likelihood(lg.model, guide, x, num_samples=80000, chunk_size=8000)
     assert ll.shape == (20,) and ll.device == x.device and ll.dtype == x.dtype
     assert torch.allclose(ll, lg.log_marginal(x), atol=0.02)
 

@@ -1,5 +1,7 @@
-r"""Annealed importance sampling (Neal 2001) and its RBM partition-function estimator
-(Salakhutdinov & Murray 2008).
+r"""Annealed importance sampling (Neal 2001), model-agnostic: any path of unnormalized
+log-densities with a transition kernel that leaves each one invariant, its schedules and its
+standard error. The Boltzmann machines' partition-function estimators built on it live in
+:mod:`pyro_deepgen.energy.ais`.
 
 AIS moves ``num_runs`` particles from a tractable base :math:`f_0` to the target :math:`f_K`
 through intermediate unnormalized densities :math:`f_{\beta_k}`, with transitions
@@ -14,13 +16,11 @@ whose mean is :math:`Z_K / Z_0`. Every run is a row of the same tensors, so one 
 call moves all runs at once (vectorized on the device).
 """
 import math
-from typing import TYPE_CHECKING, Callable, Optional, Tuple, TypeVar
+from typing import Callable, Optional, Tuple, TypeVar
 
 import torch
-from torch.nn import functional as F
 
-if TYPE_CHECKING:  # imported lazily below: pyro_deepgen.models (DBM) imports this module
-    from ..models.rbm import RBM
+from .._compat import moved_attributes
 
 State = TypeVar("State")
 
@@ -106,107 +106,28 @@ def log_mean_exp_with_stderr(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.T
     return shift + mean.log(), w.std() / (math.sqrt(n) * mean)
 
 
-def base_rate_logits(v: torch.Tensor, eps: float = 1e-3,
-                     visible: str = "bernoulli") -> torch.Tensor:
-    r"""The base-rate model's visible parameters from data ``v`` of shape ``(N, V)``.
+def geometric_path(log_f0: Callable[[State], torch.Tensor],
+                   log_f1: Callable[[State], torch.Tensor]) -> Callable[[State, float], torch.Tensor]:
+    r"""The geometric path between two unnormalized log-densities, for
+    :func:`annealed_importance_sampling`:
 
-    Bernoulli: the log-odds of the smoothed marginals :math:`(\sum_n v_n + \epsilon N) / (N +
-    2\epsilon N)` (so pixels that are always off stay finite); Gaussian: the data mean.
+    .. math:: \log f_\beta(x) = (1-\beta)\log f_0(x) + \beta\log f_1(x).
+
+    The transition at :math:`\beta` must leave :math:`f_\beta` invariant (e.g. a Gibbs sweep of
+    the intermediate model, or a few Metropolis steps). Paths that sum units out analytically
+    (the Boltzmann machines' in :mod:`pyro_deepgen.energy`) pass their own ``log_f`` instead.
     """
-    if v.dim() != 2:
-        raise ValueError(f"data for the base rate must have shape (N, V); got {tuple(v.shape)}")
-    if visible == "gaussian":
-        return v.mean(0)
-    p = (v.mean(0) + eps) / (1 + 2 * eps)
-    return torch.log(p) - torch.log1p(-p)
+
+    def log_f(state: State, beta: float) -> torch.Tensor:
+        if beta == 0:
+            return log_f0(state)
+        if beta == 1:
+            return log_f1(state)
+        return (1 - beta) * log_f0(state) + beta * log_f1(state)
+
+    return log_f
 
 
-@torch.no_grad()
-def ais_log_partition(
-    rbm: "RBM",
-    betas=None,
-    num_runs: int = 100,
-    base_rate: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    r"""AIS estimate of an RBM's :math:`\log Z` and its standard error (Salakhutdinov & Murray).
-
-    The base-rate model A has only visible biases :math:`b_A` (the data marginals) and the same
-    hidden layer with zero weights, so :math:`\log Z_A = \sum_i \operatorname{softplus}(b_{A,i})
-    + H\log 2` (Gaussian: :math:`\tfrac V2\log 2\pi + H\log 2`). The geometric path between the
-    joints, :math:`p_\beta(v,h) \propto e^{-(1-\beta)E_A(v,h) - \beta E_B(v,h)}`, is itself an
-    RBM (weights :math:`\beta W`, hidden biases :math:`\beta c`, visible biases
-    :math:`(1-\beta)b_A + \beta b`); with h summed out
-
-    .. math:: \log f_\beta(v) = (1-\beta)\,b_A^\top v + \beta\,b^\top v
-              + \sum_j \operatorname{softplus}\big(\beta(c_j + W_j v)\big)
-
-    and one block-Gibbs sweep of that RBM is the transition :math:`T_\beta`. Returns
-    ``log_z = log Z_A + log mean exp(log w)`` and its delta-method standard error.
-
-    :param rbm: the RBM (its device and dtype are used; weights are not modified).
-    :param betas: inverse temperatures from 0 to 1; default :func:`default_ais_schedule` ()
-        (14,500 intermediate distributions).
-    :param int num_runs: number of AIS runs (default 100), all advanced together.
-    :param base_rate: base-rate visible parameters ``(V,)`` (log-odds, or means for Gaussian
-        units), or data ``(N, V)`` whose marginals give them (:func:`base_rate_logits`).
-        Default: the RBM's own visible biases. The data marginals make the base closest to
-        the target and the estimate most accurate.
-
-    **Reference**: [1] R. Salakhutdinov, I. Murray, *On the Quantitative Analysis of Deep Belief
-    Networks*, ICML 2008. [2] R. M. Neal, *Annealed importance sampling*, Statistics and
-    Computing 11 (2001), arXiv:physics/9803008.
-    """
-    from ..models.rbm import RBM, bernoulli_sample, sample_visible_from_natural
-
-    if not isinstance(rbm, RBM):
-        raise TypeError(f"rbm must be a pyro_deepgen.models.RBM, got {type(rbm).__name__}")
-    if int(num_runs) < 2:
-        raise ValueError(f"num_runs must be at least 2 for an error bar, got {num_runs}")
-    W, b, c = rbm.weight.detach(), rbm.visible_bias.detach(), rbm.hidden_bias.detach()
-    if base_rate is None:
-        b_a = b.clone()
-    else:
-        base_rate = torch.as_tensor(base_rate).to(b)
-        if base_rate.dim() == 2:
-            base_rate = base_rate_logits(base_rate, visible=rbm.visible)
-        if base_rate.shape != b.shape:
-            raise ValueError(f"base_rate must have shape ({rbm.num_visible},) or (N, "
-                             f"{rbm.num_visible}); got {tuple(base_rate.shape)}")
-        b_a = base_rate
-    betas = default_ais_schedule() if betas is None else betas
-    gaussian = rbm.visible == "gaussian"
-
-    b_a64, b64 = b_a.double(), b.double()
-
-    def visible_log_f(v, beta):  # the h-free part of -(1-beta) E_A - beta E_B, in float64
-        v = v.double()
-        if gaussian:
-            return -0.5 * ((1 - beta) * (v - b_a64).pow(2) + beta * (v - b64).pow(2)).sum(-1)
-        return v @ ((1 - beta) * b_a64 + beta * b64)
-
-    # state = (v, c + W v): the hidden input is cached so each step costs two matmuls
-    def log_f(state, beta):
-        v, x = state
-        return visible_log_f(v, beta) + F.softplus(beta * x.double()).sum(-1)
-
-    def transition(state, beta):
-        v, x = state
-        h = bernoulli_sample(torch.sigmoid(beta * x))
-        eta = (1 - beta) * b_a + beta * (h @ W + b)
-        v = sample_visible_from_natural(rbm.visible, eta)
-        return v, rbm.hidden_input_of_states(v, binary=not gaussian)
-
-    v0 = sample_visible_from_natural(rbm.visible, b_a.expand(int(num_runs), -1))
-    log_w = annealed_importance_sampling((v0, F.linear(v0, W, c)), log_f, transition, betas)
-    if gaussian:
-        log_z_a = 0.5 * rbm.num_visible * math.log(2 * math.pi)
-    else:
-        log_z_a = F.softplus(b_a64).sum()
-    log_ratio, stderr = log_mean_exp_with_stderr(log_w)
-    return (log_ratio + log_z_a + rbm.num_hidden * math.log(2)).to(b.dtype), stderr.to(b.dtype)
-
-
-def mean_log_likelihood(rbm: "RBM", v: torch.Tensor, log_z) -> torch.Tensor:
-    r"""Average test log-likelihood :math:`\frac1N\sum_n -F(v_n) - \log\hat Z`."""
-    with torch.no_grad():
-        return (-rbm.free_energy(v)).mean() - log_z
+# the Boltzmann machines' estimators moved to pyro_deepgen.energy.ais (release 0.2)
+__getattr__ = moved_attributes(__name__, {name: "pyro_deepgen.energy.ais" for name in (
+    "ais_log_partition", "base_rate_logits", "mean_log_likelihood")})

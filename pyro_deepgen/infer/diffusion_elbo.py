@@ -2,14 +2,14 @@
 from typing import Any, Callable
 
 import torch
-from pyro.infer.elbo import ELBO
 
+from .elbo import ParticleELBO
 from .util import value_with_surrogate_grad
 
 WEIGHTINGS = ("elbo", "ddpm")
 
 
-class DiffusionELBO(ELBO):
+class DiffusionELBO(ParticleELBO):
     r"""Diffusion variational bound estimated with one uniformly drawn step per data point.
 
     For ``model=diffusion.model, guide=diffusion.guide`` of a
@@ -39,8 +39,10 @@ class DiffusionELBO(ELBO):
       with the mean held fixed, Nichol & Dhariwal's :math:`L_{\text{hybrid}}` (biased for the
       bound but better samples).
 
-    The guide is never run: the forward process is fixed and its closed forms are used.
-    Usable with :class:`~pyro.infer.SVI` and as ``loss=`` of :func:`pyro_deepgen.train.fit`.
+    The guide is never run: the forward process is fixed and its closed forms are used (only
+    ``differentiable_loss`` is written here; ``loss`` and ``loss_and_grads`` come from
+    :class:`~pyro_deepgen.infer.elbo.ParticleELBO`). Usable with :class:`~pyro.infer.SVI` and
+    as ``loss=`` of :func:`pyro_deepgen.train.fit`.
 
     :param str weighting: ``"elbo"`` (default) or ``"ddpm"``.
     :param float vlb_weight: :math:`\lambda` of :math:`L_{\text{hybrid}}` (default 1e-3).
@@ -56,11 +58,8 @@ class DiffusionELBO(ELBO):
             raise ValueError(f"weighting={weighting!r}; use one of {WEIGHTINGS}")
         if not vlb_weight >= 0:
             raise ValueError(f"vlb_weight must be non-negative, got {vlb_weight}")
-        super().__init__(num_particles=num_particles)
+        super().__init__(num_particles)
         self.weighting, self.vlb_weight = weighting, float(vlb_weight)
-
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("DiffusionELBO uses closed forms and never traces the chain")
 
     @staticmethod
     def _diffusion(model: Callable) -> Any:
@@ -85,12 +84,3 @@ class DiffusionELBO(ELBO):
             value, surrogate = value + v.sum(), surrogate + s.sum()
         scale = (num_data / len(x0) if num_data is not None else 1.0) / self.num_particles
         return value_with_surrogate_grad(value, surrogate) * scale
-
-    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

@@ -59,8 +59,8 @@ def gradient_variance(
 
     the quantity whose decay as :math:`O(1/\sqrt K)` for the IWAE inference-network gradient
     is shown by Rainforth et al. [1] (DReG's does not decay [2]); and the score-function
-    gradient's variance, much larger than the reparameterization gradient's, is the lecture's
-    reason for the reparameterization trick.
+    gradient's variance, much larger than the reparameterization gradient's, is the usual
+    argument for the reparameterization trick (Kingma & Welling, arXiv:1312.6114).
 
     :param elbo: any ELBO with ``differentiable_loss`` (e.g. :class:`~pyro.infer.Trace_ELBO`,
         :class:`~pyro_deepgen.infer.TraceIWAE_ELBO`).

@@ -11,8 +11,8 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro.util import warn_if_nan
 from torch.distributions import biject_to, constraints
 
+from .elbo import ParticleELBO
 from .particles import PARTICLE_PLATE
-from .score_terms import ParticleELBO
 
 ReverseModel = Union[str, Callable[..., Tuple[torch.Tensor, torch.Tensor]]]
 REVERSE_MODELS = ("linear", "constant")
@@ -25,6 +25,15 @@ class _Site(NamedTuple):
     scale: Union[float, torch.Tensor]  # the site's scale (subsampling, poutine.scale)
     mask: Optional[torch.Tensor]
     param_shape: Tuple[int, ...]  # shape of the per-site parameters (data-plate dim = 1)
+
+
+def _log_prob_sum(trace: poutine.Trace) -> torch.Tensor:
+    """``trace.log_prob_sum()`` from the ``log_prob`` already computed at every sample site."""
+    total = 0.0
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            total = total + site["log_prob"].sum()
+    return total
 
 
 def _site_sum(value: torch.Tensor, site: _Site) -> torch.Tensor:
@@ -140,20 +149,13 @@ class TraceHVI_ELBO(ParticleELBO):
                 f"reverse_model={reverse_model!r}; use one of {REVERSE_MODELS} or a callable "
                 "(site_name, u_T, *args, **kwargs) -> (loc, scale)"
             )
-        if not isinstance(num_particles, int) or num_particles < 1:
-            raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
-        super().__init__(
-            num_particles=num_particles,
-            max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
-        )
+        super().__init__(num_particles, max_plate_nesting, plate_name=plate_name)
         self.num_steps = num_steps
         self.step_size = float(step_size)
         self.learn_step_size = bool(learn_step_size)
         self.momentum_scale = float(momentum_scale)
         self.learn_momentum_scale = bool(learn_momentum_scale)
         self.reverse_model = reverse_model
-        self.plate_name = plate_name
         self.name = name
 
     # -- traces ---------------------------------------------------------------------------
@@ -233,12 +235,12 @@ class TraceHVI_ELBO(ParticleELBO):
         return log_target, {s.name: g / s.scale for s, g in zip(sites, grads)}, us
 
     def _aux_bound(self, model, guide, args, kwargs, create_graph: bool) -> torch.Tensor:
-        model_trace, raw_guide_trace = self._get_trace(model, guide, args, kwargs, prune=False)
+        model_trace, raw_guide_trace = self._draw(model, guide, args, kwargs, prune=False)[:2]
         model_trace = prune_subsample_sites(model_trace)
         guide_trace = prune_subsample_sites(raw_guide_trace)
-        log_q = guide_trace.log_prob_sum()
+        log_q = _log_prob_sum(guide_trace)
         if self.num_steps == 0:
-            return (model_trace.log_prob_sum() - log_q) / self.num_particles
+            return (_log_prob_sum(model_trace) - log_q) / self.num_particles
         sites = self._latent_sites(model_trace, guide_trace)
         us, vs, masses, log_aux = {}, {}, {}, -log_q
         for s in sites:
@@ -294,15 +296,10 @@ class TraceHVI_ELBO(ParticleELBO):
         return (log_target + log_aux) / self.num_particles
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
-        r"""The negative auxiliary bound :math:`-\mathcal L_{\text{aux}}` (differentiable)."""
+        r"""The negative auxiliary bound :math:`-\mathcal L_{\text{aux}}` (differentiable).
+
+        The leapfrog forces always use autograd; under :func:`torch.no_grad` (as in
+        :meth:`loss`) they are computed without building a second-order graph."""
         loss = -self._aux_bound(model, guide, args, kwargs, torch.is_grad_enabled())
         warn_if_nan(loss, "loss")
         return loss
-
-    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """The negative bound (a float). The leapfrog forces need autograd, so this runs with
-        gradients enabled but builds no second-order graph."""
-        with torch.enable_grad():
-            loss = -self._aux_bound(model, guide, args, kwargs, create_graph=False)
-        warn_if_nan(loss, "loss")
-        return loss.item()

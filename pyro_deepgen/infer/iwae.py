@@ -4,17 +4,10 @@ from typing import Callable, List, Optional
 
 import torch
 from pyro import poutine
-from pyro.infer.elbo import ELBO
-from pyro.infer.util import torch_item
 from pyro.util import warn_if_nan
 
-from .particles import (
-    LogWeights,
-    guess_max_plate_nesting,
-    log_weights,
-    particle_traces,
-    site_log_prob_per_datapoint,
-)
+from .elbo import ParticleELBO
+from .particles import LogWeights, log_weights, site_log_prob_per_datapoint
 from .util import log_mean_exp, value_with_surrogate_grad
 
 ESTIMATORS = ("iwae", "stl", "dreg")
@@ -28,7 +21,7 @@ def _leave_one_out_log_mean_exp(x: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(masked, 1) - math.log(k - 1)
 
 
-class TraceIWAE_ELBO(ELBO):
+class TraceIWAE_ELBO(ParticleELBO):
     r"""The importance-weighted autoencoder bound [1] with three gradient estimators.
 
     **What is computed.** Particles are vectorized in an outermost ``pyro.plate``; every latent
@@ -113,7 +106,8 @@ class TraceIWAE_ELBO(ELBO):
     :param int num_local_particles: :math:`J`, local particles per global particle and data
         point with ``nested=True`` (default: ``num_particles``).
     :param int max_plate_nesting: number of user plates (default: guessed once, by running the
-        model and guide on the first call, and cached).
+        model and guide on the first call under a forked random state, and cached; see
+        :class:`~pyro_deepgen.infer.elbo.ParticleELBO`).
     :param str plate_name: name of the data plate (default ``"data"``).
 
     Example::
@@ -142,9 +136,7 @@ class TraceIWAE_ELBO(ELBO):
         max_plate_nesting: float = float("inf"),
         plate_name: str = "data",
     ) -> None:
-        bad = isinstance(num_particles, bool) or not isinstance(num_particles, int)
-        if bad or num_particles < 1:
-            raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
+        super().__init__(num_particles, max_plate_nesting, plate_name=plate_name)
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator={estimator!r} is not known; use one of {ESTIMATORS}")
         if num_local_particles is not None:
@@ -158,21 +150,11 @@ class TraceIWAE_ELBO(ELBO):
             raise ValueError(
                 "estimator='dreg' is not available with nested=True; use 'iwae' or 'stl'"
             )
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         self.estimator = estimator
         self.nested = bool(nested)
         self.num_local_particles = (
             (num_local_particles or num_particles) if self.nested else None
         )
-        self.plate_name = plate_name
-
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("TraceIWAE_ELBO draws its particles in differentiable_loss")
-
-    def _max_plate_nesting(self, model: Callable, guide: Callable, args, kwargs) -> int:
-        if self.max_plate_nesting == float("inf"):
-            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
-        return int(self.max_plate_nesting)
 
     def _non_reparameterized_sites(self, guide_trace: poutine.Trace) -> List[str]:
         names = []
@@ -273,21 +255,11 @@ class TraceIWAE_ELBO(ELBO):
         """The negative bound (see the class docstring) as a scalar tensor whose gradient is the
         chosen estimator's; use it with :class:`~pyro.infer.ELBOModule` (``elbo(model, guide)``)
         or any PyTorch optimizer."""
-        mpn = self._max_plate_nesting(model, guide, args, kwargs)
         grad = torch.is_grad_enabled()
         rescore = grad and self.estimator != "iwae"
         num_particle_dims = 2 if self.nested else 1
-        traces = particle_traces(
-            model,
-            guide,
-            args,
-            kwargs,
-            self.num_particles,
-            mpn,
-            num_local_particles=self.num_local_particles,
-            plate_name=self.plate_name,
-            rescore_guide=rescore,
-        )
+        traces = self._draw(model, guide, args, kwargs, rescore_guide=rescore)
+        mpn = int(self.max_plate_nesting)
         non_reparam = self._non_reparameterized_sites(traces.guide)
         w = log_weights(traces.model, traces.guide, mpn, self.plate_name, num_particle_dims)
         lumped = self._lumped(w)
@@ -311,15 +283,3 @@ class TraceIWAE_ELBO(ELBO):
         loss = -value if surrogate is value else value_with_surrogate_grad(-value, -surrogate)
         warn_if_nan(loss, "loss")
         return loss
-
-    @torch.no_grad()
-    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """The negative bound as a float (no gradient bookkeeping)."""
-        return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
-        """The negative bound as a float; ``backward`` is called on the surrogate."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        return torch_item(loss)

@@ -1,28 +1,57 @@
-"""Vectorized particles and per-data-point log importance weights.
+r"""Particles and per-data-point log densities: the one pipeline of every particle estimator.
 
-Every multi-sample estimator in this package (the IWAE family, VIMCO, the log-likelihood
-evaluator) draws its particles the same way: the model and guide run once inside an outermost
-``pyro.plate`` of size ``num_particles``, and each site's ``log_prob`` is reduced to shape
-``(num_particles, N)``: one entry per particle and per data point of the data plate.
+Every multi-sample estimator of this package (the IWAE family, VIMCO, the score-function ELBO,
+HVI, (reweighted) wake-sleep, the log-likelihood evaluator) draws its particles the same way,
+with :func:`draw_particles`: the guide and the replayed model run once inside an outermost
+``pyro.plate`` of size ``num_particles`` (at ``dim = -max_plate_nesting - 1``), optionally
+
+* without the reparameterization path (``pathwise=False``: the score-function estimators),
+* in the nested layout of global and local particles (``num_local_particles``),
+* with the guide re-scored at the drawn values with its parameters frozen
+  (``rescore_guide=True``: STL and DReG).
+
+:func:`find_data_plate` locates the data plate and :func:`site_log_prob_per_datapoint` reduces
+one site's ``log_prob`` to shape ``(P, N)`` (one entry per particle and data point) or
+``(P, 1)`` (a site outside the data plate); :func:`log_weights` sums them into
+:math:`\log p - \log q`. :func:`guess_max_plate_nesting` finds the number of user plates
+without shifting the random state.
 """
 import contextlib
-from typing import Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
+import warnings
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+
+from .._compat import REMOVED_IN
 
 PARTICLE_PLATE = "num_particles_vectorized"
 LOCAL_PARTICLE_PLATE = "num_local_particles_vectorized"
 PARTICLE_PLATES = (PARTICLE_PLATE, LOCAL_PARTICLE_PLATE)
 
 
+def _cuda_devices(values: Sequence[Any]) -> list:
+    """The CUDA devices of ``values`` and the current one (if CUDA is initialized)."""
+    devices = {v.device.index or 0 for v in values if torch.is_tensor(v) and v.is_cuda}
+    if torch.cuda.is_initialized():
+        devices.add(torch.cuda.current_device())
+    return sorted(devices)
+
+
 def guess_max_plate_nesting(model: Callable, guide: Callable, args: Sequence, kwargs: Dict) -> int:
-    """Run the guide and the replayed model once (blocked) and return the deepest plate dim."""
-    with poutine.block():
+    """Run the guide and the replayed model once (blocked) and return the deepest plate dim.
+
+    The run happens under :func:`torch.random.fork_rng` (CPU, the current CUDA device and those
+    of the arguments), so guessing never shifts the particles drawn afterwards: an estimator's first
+    call draws what a call with ``max_plate_nesting`` given would draw.
+    """
+    devices = _cuda_devices(list(args) + list(kwargs.values()))
+    with torch.random.fork_rng(devices=devices), poutine.block():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
@@ -38,38 +67,21 @@ def guess_max_plate_nesting(model: Callable, guide: Callable, args: Sequence, kw
     return -min(dims) if dims else 0
 
 
-def vectorized_traces(
-    model: Callable,
-    guide: Callable,
-    args: Sequence,
-    kwargs: Dict,
-    num_particles: int,
-    max_plate_nesting: int,
-    prune: bool = True,
-    outer_guide_handler: Optional[Callable[[Callable], Callable]] = None,
-) -> Tuple[poutine.Trace, poutine.Trace]:
-    """Guide and replayed model traces with ``num_particles`` particles in the plate at
-    ``dim = -max_plate_nesting - 1``; ``log_prob`` is computed at every sample site.
+class _SampleWithoutPath(Messenger):
+    """Draw every latent sample site without its reparameterization path.
 
-    :param bool prune: drop the plates' subsample sites (keep them to replay the same
-        minibatch indices later).
-    :param outer_guide_handler: an effect handler applied to the guide *outside* the particle
-        plate, so that it sees sites already broadcast over particles.
+    Reparameterizable distributions are still drawn with ``rsample`` (so the random numbers are
+    exactly those :class:`~pyro.infer.Trace_ELBO` would draw) and then detached; the others with
+    ``sample``. Applied *outside* every plate so that sites are already broadcast, and before
+    the trace records them, so that the model is replayed at the detached values.
     """
-    plate = pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)
-    guide = plate(guide)
-    if outer_guide_handler is not None:
-        guide = outer_guide_handler(guide)
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(plate(model), trace=guide_trace)).get_trace(
-        *args, **kwargs
-    )
-    if prune:
-        guide_trace = prune_subsample_sites(guide_trace)
-        model_trace = prune_subsample_sites(model_trace)
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
-    return model_trace, guide_trace
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["is_observed"] or msg["value"] is not None or msg["done"]:
+            return
+        fn = msg["fn"]
+        value = fn.rsample() if fn.has_rsample else fn.sample()
+        msg["value"] = value.detach()
 
 
 class _LocalParticlePlate(PlateMessenger):
@@ -101,7 +113,7 @@ class _GradScale(torch.autograd.Function):
 
 
 class GradScaleHolder:
-    """Mutable slot read by the backward pass of a value replayed through :func:`particle_traces`
+    """Mutable slot read by the backward pass of a value replayed through :func:`draw_particles`
     with ``rescore_guide=True``."""
 
     def __init__(self) -> None:
@@ -146,6 +158,9 @@ def _compute_log_prob(trace: poutine.Trace) -> None:
 
 
 class ParticleTraces(NamedTuple):
+    """What :func:`draw_particles` returns; ``model`` and ``guide`` carry ``log_prob`` (scaled
+    and masked) and ``unscaled_log_prob`` at every sample site."""
+
     model: poutine.Trace
     guide: poutine.Trace
     # the guide re-run at the same values with its parameters frozen (path derivative only)
@@ -154,7 +169,7 @@ class ParticleTraces(NamedTuple):
     holders: Dict[str, GradScaleHolder]
 
 
-def particle_traces(
+def draw_particles(
     model: Callable,
     guide: Callable,
     args: Sequence,
@@ -162,22 +177,34 @@ def particle_traces(
     num_particles: int,
     max_plate_nesting: int,
     *,
+    pathwise: bool = True,
     num_local_particles: Optional[int] = None,
-    plate_name: str = "data",
+    plate_name: Optional[str] = "data",
     rescore_guide: bool = False,
+    prune: bool = True,
 ) -> ParticleTraces:
-    r"""Like :func:`vectorized_traces`, with two options used by the IWAE family.
+    r"""Draw ``num_particles`` vectorized particles: the guide's trace and the model's trace
+    replayed against it, with ``log_prob`` computed at every sample site.
 
-    ``num_local_particles=J`` selects the *nested* layout: an outer plate of ``num_particles``
-    (K) global particles at ``dim=-max_plate_nesting-2`` and an inner plate of J local particles
-    at ``dim=-max_plate_nesting-1`` that only applies to sites inside ``plate_name``; sites
-    outside the data plate are drawn K times, sites inside it K*J times per data point.
+    The particle plate ``"num_particles_vectorized"`` lies at ``dim=-max_plate_nesting-1``,
+    outside every user plate.
 
-    ``rescore_guide=True`` replays fresh views of the guide's latent values (each passed through
-    a gradient-scaling identity, see :class:`GradScaleHolder`) into the model and into a second
-    run of the guide whose parameters are frozen: its ``log_prob`` is
-    :math:`\log q_{\bot(\phi)}(z)`, differentiable in :math:`z` only (STL/DReG). The values
-    are fresh tensors so that transforms never answer from their cache.
+    :param bool pathwise: keep the reparameterization path of reparameterizable guide sites
+        (default), or detach every drawn value (drawn with the same random numbers) so that
+        gradients reach the guide only through its densities (score-function estimators).
+    :param int num_local_particles: ``J`` selects the *nested* layout: an outer plate of
+        ``num_particles`` (K) global particles at ``dim=-max_plate_nesting-2`` and an inner
+        plate of J local particles at ``dim=-max_plate_nesting-1`` that only applies to sites
+        inside ``plate_name``; sites outside the data plate are drawn K times, sites inside it
+        K*J times per data point.
+    :param str plate_name: the data plate (used by the nested layout only).
+    :param bool rescore_guide: replay fresh views of the guide's latent values (each passed
+        through a gradient-scaling identity, see :class:`GradScaleHolder`) into the model and
+        into a second run of the guide whose parameters are frozen: its ``log_prob`` is
+        :math:`\log q_{\bot(\phi)}(z)`, differentiable in :math:`z` only (STL/DReG). The values
+        are fresh tensors so that transforms never answer from their cache.
+    :param bool prune: drop the plates' subsample sites (keep them to replay the same minibatch
+        indices later).
     """
     if num_local_particles is None:
         plates = [pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)]
@@ -192,7 +219,8 @@ def particle_traces(
             fn = plate(fn)
         return fn
 
-    guide_trace = poutine.trace(wrap(guide)).get_trace(*args, **kwargs)
+    sampler = wrap(guide) if pathwise else _SampleWithoutPath()(wrap(guide))
+    guide_trace = poutine.trace(sampler).get_trace(*args, **kwargs)
     replay_trace = guide_trace
     holders: Dict[str, GradScaleHolder] = {}
     if rescore_guide:
@@ -214,8 +242,9 @@ def particle_traces(
             )
         rescored = prune_subsample_sites(rescored)
         _compute_log_prob(rescored)
-    guide_trace = prune_subsample_sites(guide_trace)
-    model_trace = prune_subsample_sites(model_trace)
+    if prune:
+        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = prune_subsample_sites(model_trace)
     _compute_log_prob(guide_trace)
     _compute_log_prob(model_trace)
     return ParticleTraces(model_trace, guide_trace, rescored, holders)
@@ -227,12 +256,21 @@ class DataPlate(NamedTuple):
     size: int  # full size of the data set (plate size)
     subsample_size: int  # number of data points present in this trace
 
+    @property
+    def scale(self) -> float:
+        """The subsampling scale ``size / subsample_size`` (1 without subsampling)."""
+        return self.size / self.subsample_size
 
-def find_data_plate(trace: poutine.Trace, plate_name: Optional[str] = "data") -> DataPlate:
+
+def find_data_plate(
+    trace: poutine.Trace, plate_name: Optional[str] = "data", allow_none: bool = False
+) -> Optional[DataPlate]:
     """Locate the data plate in a trace.
 
     With ``plate_name=None`` the outermost vectorized plate shared by every observed site is
-    used. Raises a ``ValueError`` listing the plates found when there is no such plate.
+    used. Raises a ``ValueError`` listing the plates found when there is no such plate, except
+    that with ``allow_none=True`` a program without any plate returns ``None`` (the whole
+    program is one data point).
     """
     frames = {}
     observed_stacks = []
@@ -246,6 +284,8 @@ def find_data_plate(trace: poutine.Trace, plate_name: Optional[str] = "data") ->
             frames.setdefault(f.name, f)
         if site["is_observed"]:
             observed_stacks.append([f.name for f in stack])
+    if allow_none and not frames:
+        return None
     if plate_name is None:
         common = observed_stacks[0] if observed_stacks else []
         common = [n for n in common if all(n in s for s in observed_stacks)]
@@ -265,16 +305,29 @@ def find_data_plate(trace: poutine.Trace, plate_name: Optional[str] = "data") ->
 
 
 def site_log_prob_per_datapoint(
-    site: Dict, data: DataPlate, max_plate_nesting: int, num_particle_dims: int = 1
+    site: Dict,
+    data: Optional[DataPlate],
+    max_plate_nesting: int,
+    num_particle_dims: int = 1,
+    *,
+    log_prob: Optional[torch.Tensor] = None,
+    unscale_data_plate: bool = True,
 ) -> Tuple[torch.Tensor, bool]:
-    """Reduce one site's ``log_prob`` to shape ``particle_shape + (N,)`` (or ``(1,)`` for a site
-    outside the data plate); the flag says whether the site lies inside the data plate.
+    """Reduce one site's ``log_prob`` to shape ``particle_shape + (N,)`` for a site inside the
+    data plate, or ``particle_shape + (1,)`` for a site outside it (or when ``data`` is
+    ``None``: no data plate); the flag says whether the site lies inside the data plate.
 
-    Every plate dim other than the data plate's is summed out. The data plate's subsampling
-    scale ``size / subsample_size`` is divided out (other scales and masks are kept), so the
-    entries are per-data-point log densities whatever the minibatch.
+    Every plate dim other than the data plate's is summed out. With ``unscale_data_plate``
+    (default) the data plate's subsampling scale ``size / subsample_size`` is divided out
+    (other scales and masks are kept), so the entries are per-data-point log densities
+    whatever the minibatch.
+
+    :param int num_particle_dims: 1 for the flat layout ``(P, ...)``, 2 for the nested one
+        ``(K, J, ...)`` of :func:`draw_particles`.
+    :param log_prob: the tensor to reduce (default ``site["log_prob"]``), e.g. the site's
+        masked but unscaled density.
     """
-    lp = site["log_prob"]
+    lp = site["log_prob"] if log_prob is None else log_prob
     ndim = max_plate_nesting + num_particle_dims
     if lp.dim() > ndim:
         raise ValueError(
@@ -282,14 +335,17 @@ def site_log_prob_per_datapoint(
             f"{tuple(lp.shape)}); declare them with pyro.plate or .to_event()"
         )
     lp = lp.reshape((1,) * (ndim - lp.dim()) + lp.shape)
-    data_axis = ndim + data.dim
-    local = any(f.name == data.name for f in site["cond_indep_stack"])
+    local = data is not None and any(f.name == data.name for f in site["cond_indep_stack"])
+    data_axis = ndim + data.dim if local else None
     other = [d for d in range(num_particle_dims, ndim) if d != data_axis]
     if other:
         lp = lp.sum(other, keepdim=True)
-    if local and data.size != data.subsample_size:
+    particle_shape = lp.shape[:num_particle_dims]
+    if not local:
+        return lp.reshape(particle_shape + (1,)), False
+    if unscale_data_plate and data.size != data.subsample_size:
         lp = lp * (data.subsample_size / data.size)
-    return lp.reshape(lp.shape[:num_particle_dims] + lp.shape[data_axis : data_axis + 1]), local
+    return lp.reshape(particle_shape + lp.shape[data_axis : data_axis + 1]), True
 
 
 class LogWeights(NamedTuple):
@@ -313,7 +369,7 @@ def log_weights(
     Returns ``local`` of shape ``(P, N)`` with the terms of every site inside the data plate and
     ``global_`` of shape ``(P, 1)`` with the rest. The data plate's subsampling scale is *not*
     applied (other scales, e.g. :func:`pyro.poutine.scale`, are). With the nested layout of
-    :func:`particle_traces` (``num_particle_dims=2``) the shapes are ``(K, J, N)`` and
+    :func:`draw_particles` (``num_particle_dims=2``) the shapes are ``(K, J, N)`` and
     ``(K, 1, 1)``: a global site whose weight varies over the local particles is an error.
     """
     data = find_data_plate(model_trace, plate_name)
@@ -350,3 +406,37 @@ def log_weights(
     global_shape = particle_shape[:1] + (1,) * num_particle_dims
     global_ = (local.new_zeros(global_shape) + global_).expand(global_shape)
     return LogWeights(local, global_, data, tuple(global_latents))
+
+
+# -- deprecated names (removed in pyro_deepgen 0.3) ---------------------------------------------
+def _warn_renamed(old: str, new: str) -> None:
+    warnings.warn(
+        f"pyro_deepgen.infer.particles.{old} is deprecated; use {new} (the old name is removed "
+        f"in pyro_deepgen {REMOVED_IN})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def vectorized_traces(
+    model: Callable,
+    guide: Callable,
+    args: Sequence,
+    kwargs: Dict,
+    num_particles: int,
+    max_plate_nesting: int,
+    prune: bool = True,
+) -> Tuple[poutine.Trace, poutine.Trace]:
+    """Deprecated: ``draw_particles(...)[:2]``, the model and guide traces."""
+    _warn_renamed("vectorized_traces", "draw_particles(...)[:2]")
+    traces = draw_particles(
+        model, guide, args, kwargs, num_particles, max_plate_nesting, prune=prune
+    )
+    return traces.model, traces.guide
+
+
+def __getattr__(name: str) -> Any:
+    if name == "particle_traces":
+        _warn_renamed("particle_traces", "draw_particles")
+        return draw_particles
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,8 @@ import pyro
 import torch
 from pyro.util import warn_if_nan
 
-from .score_terms import SiteTerm, ParticleELBO, check_num_particles
+from .elbo import ParticleELBO
+from .score_terms import SiteTerm
 from .util import value_with_surrogate_grad
 
 CONTROL_VARIATES = ("leave_one_out", "baseline", None)
@@ -43,10 +44,10 @@ class TraceScoreFunction_ELBO(ParticleELBO):
 
     **Every** guide site is treated by the score function, reparameterizable or not: samples of
     reparameterizable sites are detached (drawn by ``rsample`` with the same random numbers as
-    :class:`~pyro.infer.Trace_ELBO`, then cut from the graph). This is the lecture's comparison
-    of the score-function gradient (unbiased, high variance) with the reparameterization
-    gradient; for a practical estimator use :class:`~pyro.infer.Trace_ELBO` (which picks the
-    pathwise gradient where it can) or :class:`~pyro_deepgen.infer.TraceVIMCO_ELBO`.
+    :class:`~pyro.infer.Trace_ELBO`, then cut from the graph), so that the score-function
+    gradient (unbiased, high variance) can be compared with the reparameterization gradient on
+    the same model; for a practical estimator use :class:`~pyro.infer.Trace_ELBO` (which picks
+    the pathwise gradient where it can) or :class:`~pyro_deepgen.infer.TraceVIMCO_ELBO`.
 
     The score is Rao-Blackwellized over the data plate as in Pyro: a latent inside the data
     plate is weighted by its own data point's :math:`f_n` (times the subsampling scale), a latent
@@ -86,6 +87,8 @@ class TraceScoreFunction_ELBO(ParticleELBO):
     arXiv:1401.0118.
     """
 
+    pathwise = False  # every guide site takes the score-function gradient
+
     def __init__(
         self,
         num_particles: int = 2,
@@ -97,26 +100,19 @@ class TraceScoreFunction_ELBO(ParticleELBO):
             raise ValueError(
                 f"control_variate={control_variate!r}; use one of {CONTROL_VARIATES}"
             )
-        minimum = 2 if control_variate == "leave_one_out" else 1
-        check_num_particles(
-            num_particles,
-            minimum,
-            "TraceScoreFunction_ELBO",
-            "the leave-one-out control variate needs another particle"
-            if minimum == 2
-            else "at least one particle",
-        )
+        loo = control_variate == "leave_one_out"
         super().__init__(
-            num_particles=num_particles,
-            max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
+            num_particles,
+            max_plate_nesting,
+            min_particles=2 if loo else 1,
+            why="the leave-one-out control variate needs another particle" if loo else "",
+            plate_name=plate_name,
         )
         self.control_variate = control_variate
-        self.plate_name = plate_name
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
         """The negative ELBO, with the score-function surrogate's gradient."""
-        terms = self._particle_terms(model, guide, args, kwargs, pathwise=False)
+        terms = self._particle_terms(model, guide, args, kwargs)
         cost_local = 0.0
         cost_global = 0.0
         for t, sign in [(t, 1.0) for t in terms.model] + [(t, -1.0) for t in terms.guide]:

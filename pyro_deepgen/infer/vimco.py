@@ -5,7 +5,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from pyro.util import warn_if_nan
 
-from .score_terms import ParticleTerms, ParticleELBO, check_num_particles
+from .elbo import ParticleELBO
+from .score_terms import ParticleTerms
 from .util import log_mean_exp, value_with_surrogate_grad
 
 
@@ -97,19 +98,14 @@ class TraceVIMCO_ELBO(ParticleELBO):
         max_plate_nesting: float = float("inf"),
         plate_name: Optional[str] = "data",
     ) -> None:
-        check_num_particles(
-            num_particles,
-            2,
-            "TraceVIMCO_ELBO",
-            "the leave-one-out control variate of particle i is built from the other particles",
-        )
         super().__init__(
-            num_particles=num_particles,
-            max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
+            num_particles,
+            max_plate_nesting,
+            min_particles=2,
+            why="the leave-one-out control variate of particle i is built from the other particles",
+            plate_name=plate_name,
         )
         self.leave_one_out = bool(leave_one_out)
-        self.plate_name = plate_name
 
     def _terms(self, model: Callable, guide: Callable, args, kwargs) -> ParticleTerms:
         terms = self._particle_terms(model, guide, args, kwargs)

@@ -3,32 +3,16 @@ from typing import Callable, Dict, Optional, Tuple
 
 import pyro.poutine as poutine
 import torch
-from pyro.infer.elbo import ELBO
-from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
-from .particles import (
-    DataPlate,
-    find_data_plate,
-    guess_max_plate_nesting,
-    site_log_prob_per_datapoint,
-    vectorized_traces,
-)
+from .elbo import ParticleELBO
+from .particles import DataPlate, find_data_plate, site_log_prob_per_datapoint
 from .util import log_mean_exp, value_with_surrogate_grad
-
-
-class _DetachValues(Messenger):
-    """Detach the value of every sample site (the particles are constants for the updates)."""
-
-    def _postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample" and torch.is_tensor(msg["value"]):
-            msg["value"] = msg["value"].detach()
-
 
 SleepArgs = Callable[[Dict[str, torch.Tensor], tuple, dict], Tuple[tuple, dict]]
 
 
-class ReweightedWakeSleep(ELBO):
+class ReweightedWakeSleep(ParticleELBO):
     r"""Reweighted wake-sleep with per-data-point importance weights and minibatch support.
 
     For each data point :math:`x_n` the guide draws :math:`K` particles
@@ -99,6 +83,8 @@ class ReweightedWakeSleep(ELBO):
     R. Grosse, R. Salakhutdinov, *Importance Weighted Autoencoders*, arXiv:1509.00519.
     """
 
+    pathwise = False  # the particles are constants for the updates: drawn, then detached
+
     def __init__(
         self,
         num_particles: int = 5,
@@ -107,27 +93,15 @@ class ReweightedWakeSleep(ELBO):
         sleep_args: Optional[SleepArgs] = None,
         max_plate_nesting: float = float("inf"),
     ) -> None:
-        if not isinstance(num_particles, int) or num_particles < 1:
-            raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
+        super().__init__(num_particles, max_plate_nesting, plate_name=plate_name)
         if not 0.0 <= insomnia <= 1.0:
             raise ValueError(f"insomnia must lie in [0, 1], got {insomnia}")
         if sleep_args is not None and not callable(sleep_args):
             raise TypeError("sleep_args must be a callable (observations, args, kwargs) -> ...")
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         self.insomnia = float(insomnia)
-        self.plate_name = plate_name
         self.sleep_args = sleep_args
 
     # -- wake phase -----------------------------------------------------------------------
-    def _get_trace(self, model, guide, args, kwargs):
-        """Vectorized model and guide traces; the guide's values are detached (the updates
-        never differentiate through the particles)."""
-        if self.max_plate_nesting == float("inf"):
-            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
-        return vectorized_traces(
-            model, _DetachValues()(guide), args, kwargs, self.num_particles, self.max_plate_nesting
-        )
-
     def _per_datum_log_prob(self, trace, data: DataPlate) -> torch.Tensor:
         """Sum a trace's per-data-point log-densities (subsampling scale divided out) to shape
         ``(K, B)``."""
@@ -147,7 +121,7 @@ class ReweightedWakeSleep(ELBO):
     def _wake(self, model, guide, args, kwargs):
         """Per-data-point ``log p(x, h)`` and ``log q(h|x)`` of shape ``(K, B)``, and the
         subsampling scale ``N / B`` of the data plate."""
-        model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
+        model_trace, guide_trace = self._draw(model, guide, args, kwargs)[:2]
         data = find_data_plate(model_trace, self.plate_name)
         log_p = self._per_datum_log_prob(model_trace, data)
         log_q = self._per_datum_log_prob(guide_trace, data)
@@ -212,17 +186,6 @@ class ReweightedWakeSleep(ELBO):
             sleep = self._sleep_log_q(model, guide, args, kwargs)
             surrogate = surrogate - (1.0 - self.insomnia) * sleep
         return value_with_surrogate_grad(value, surrogate)
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The value of :meth:`differentiable_loss`, without gradients."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backpropagate :meth:`differentiable_loss` into p's and q's parameters."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
 
 
 class WakeSleep(ReweightedWakeSleep):

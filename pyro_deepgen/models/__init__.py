@@ -2,6 +2,9 @@
 from .vae import VAE  # noqa: F401
 from .diffusion import GaussianDiffusion  # noqa: F401
 from .helmholtz import HelmholtzMachine  # noqa: F401
-from .rbm import RBM  # noqa: F401
-from .dbm import DBM, MeanFieldPCD  # noqa: F401
-from .dbn import DBN  # noqa: F401
+from .._compat import moved_attributes
+
+__getattr__ = moved_attributes(__name__, {
+    "RBM": "pyro_deepgen.energy", "DBN": "pyro_deepgen.energy", "DBM": "pyro_deepgen.energy",
+    "MeanFieldPCD": "pyro_deepgen.energy",
+})

@@ -8,7 +8,7 @@ from pyro.nn import PyroModule, PyroParam
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from .rbm import MAX_ENUMERATED_UNITS, binary_states
+from ..energy.rbm import MAX_ENUMERATED_UNITS, binary_states
 from ..plates import data_plate
 
 

@@ -17,7 +17,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 class VAE(PyroModule):
-    r"""The lecture's variational autoencoder.
+    r"""The variational autoencoder of Kingma & Welling (2014), arXiv:1312.6114.
 
     Generative model and amortized mean-field guide:
 

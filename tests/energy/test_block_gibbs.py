@@ -7,9 +7,9 @@ import torch.multiprocessing as mp
 from pyro.infer import MCMC
 from scipy import stats
 
-from pyro_deepgen.infer import BlockGibbs, fantasy_particles
-from pyro_deepgen.models import RBM
-from pyro_deepgen.models.rbm import binary_states
+from pyro_deepgen.energy import BlockGibbs, fantasy_particles
+from pyro_deepgen.energy import RBM
+from pyro_deepgen.energy.rbm import binary_states
 
 
 def random_rbm(num_visible=6, num_hidden=4, scale=0.7, device="cpu"):

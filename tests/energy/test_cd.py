@@ -3,10 +3,10 @@ exact gradient (by enumeration), sparsity, training through train.fit, and the m
 import pytest
 import torch
 
-from pyro_deepgen.infer import ContrastiveDivergence, pseudo_log_likelihood, reconstruction_error
-from pyro_deepgen.models import RBM
-from pyro_deepgen.models.rbm import bernoulli_sample, binary_states
-from pyro_deepgen.nn import native
+from pyro_deepgen.energy import ContrastiveDivergence, pseudo_log_likelihood, reconstruction_error
+from pyro_deepgen.energy import RBM
+from pyro_deepgen.energy.rbm import bernoulli_sample, binary_states
+from pyro_deepgen.energy._kernels import native
 from pyro_deepgen.train import fit
 
 
@@ -100,7 +100,7 @@ def test_loss_and_grads_equals_backward_of_the_loss(persistent):
     """Pyro's ELBO interface: ``loss_and_grads`` (what fit uses) returns the value of
     ``differentiable_loss`` / ``__call__`` and adds the same gradient to ``.grad`` (accumulating
     onto what is there), from the same seed; for a DoubledRBM (autograd path) too."""
-    from pyro_deepgen.models.dbm import DoubledRBM
+    from pyro_deepgen.energy import DoubledRBM
 
     for rbm in (random_rbm(), DoubledRBM(6, 4, up=2.0).double()):
         v = bernoulli_sample(torch.full((5, 6), 0.4, dtype=torch.float64))

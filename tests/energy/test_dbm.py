@@ -5,10 +5,9 @@ import pyro
 import pytest
 import torch
 
-from pyro_deepgen.infer import ContrastiveDivergence
-from pyro_deepgen.models import DBM, RBM, HelmholtzMachine, MeanFieldPCD
-from pyro_deepgen.models.dbm import DoubledRBM
-from pyro_deepgen.models.rbm import binary_states
+from pyro_deepgen.energy import DBM, RBM, ContrastiveDivergence, DoubledRBM, MeanFieldPCD, pretrain_dbm
+from pyro_deepgen.models import HelmholtzMachine
+from pyro_deepgen.energy.rbm import binary_states
 from pyro_deepgen.train import fit
 
 ALL_V = binary_states(6)
@@ -186,7 +185,7 @@ def test_pretrain_and_fine_tune():
     x = _teacher_data()
     dbm = DBM(6, 4, 3)
     before = dbm.log_prob_exact(x).mean()
-    dbm.pretrain(x, epochs=10, lr=0.05, batch_size=50, progress=False)
+    pretrain_dbm(dbm, x, epochs=10, lr=0.05, batch_size=50, progress=False)
     history = fit(dbm, None, x, loss=MeanFieldPCD(), epochs=10, lr=0.01, batch_size=50,
                   progress=False)
     assert history.epochs == 10
@@ -225,7 +224,7 @@ def test_bad_input():
 def test_runs_on_device(device):
     """DBM, DBN and (reweighted) wake-sleep keep everything on the inputs' device."""
     from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep
-    from pyro_deepgen.models import DBN
+    from pyro_deepgen.energy import DBN
 
     v = ALL_V.to(device)
     dbm = _random_dbm().to(device)
@@ -250,11 +249,11 @@ def test_runs_on_device(device):
 def test_pretrain_starts_at_the_base_rate_visible_biases(init):
     """With a zero learning rate pretraining leaves every parameter where it started, so the
     DBM's visible biases are the data's log-odds (init_visible_bias=True, the default) or 0."""
-    from pyro_deepgen.infer.ais import base_rate_logits
+    from pyro_deepgen.energy import base_rate_logits
 
     x = _teacher_data()
     dbm = DBM(6, 4, 3)
-    bottom, top = dbm.pretrain(x, init_visible_bias=init, epochs=1, lr=0.0, batch_size=50,
+    bottom, top = pretrain_dbm(dbm, x, init_visible_bias=init, epochs=1, lr=0.0, batch_size=50,
                                optimizer=torch.optim.SGD, progress=False)
     expected = base_rate_logits(x) if init else torch.zeros(6)
     assert torch.allclose(dbm.visible_bias, expected)

@@ -3,8 +3,9 @@ import pyro
 import pytest
 import torch
 
-from pyro_deepgen.models import DBN, RBM, HelmholtzMachine
-from pyro_deepgen.models.rbm import binary_states
+from pyro_deepgen.energy import DBN, RBM, pretrain_dbn
+from pyro_deepgen.models import HelmholtzMachine
+from pyro_deepgen.energy.rbm import binary_states
 
 ALL_V = binary_states(6)  # every binary vector of 6 visible units
 
@@ -113,7 +114,7 @@ def test_pretrain_fits_data_and_samples():
     x = teacher.sample(500, mean=False)
     dbn = DBN((6, 4, 3))
     before = dbn.log_prob_exact(x).mean()
-    histories = dbn.pretrain(x, epochs=10, lr=0.05, batch_size=50, progress=False)
+    histories = pretrain_dbn(dbn, x, epochs=10, lr=0.05, batch_size=50, progress=False)
     assert len(histories) == 2 and all(h.epochs == 10 for h in histories)
     after = dbn.log_prob_exact(x)
     assert after.mean() > before + 1.0
@@ -130,7 +131,7 @@ def test_bad_input():
         DBN((6,))
     dbn = DBN((6, 3, 2))
     with pytest.raises(ValueError, match="propagate"):
-        dbn.pretrain(ALL_V, propagate="max")
+        pretrain_dbn(dbn, ALL_V, propagate="max")
     with pytest.raises(ValueError, match="num_samples"):
         dbn.lower_bound(ALL_V, 0.0, num_samples=0)
     with pytest.raises(ValueError, match="shape"):
@@ -144,13 +145,13 @@ def test_pretrain_starts_at_the_base_rate_visible_biases(init):
     """With a zero learning rate greedy pretraining leaves every parameter where it started: the
     first RBM's visible biases are the data's log-odds (init_visible_bias=True, the default) or
     0, and the top RBM's weights are untouched."""
-    from pyro_deepgen.infer.ais import base_rate_logits
+    from pyro_deepgen.energy import base_rate_logits
 
     pyro.set_rng_seed(0)
     x = torch.bernoulli(torch.full((100, 6), 0.3))
     dbn = DBN((6, 4, 3))
     top_weight = dbn.top.weight.detach().clone()
-    dbn.pretrain(x, init_visible_bias=init, epochs=1, lr=0.0, batch_size=50,
+    pretrain_dbn(dbn, x, init_visible_bias=init, epochs=1, lr=0.0, batch_size=50,
                  optimizer=torch.optim.SGD, progress=False)
     expected = base_rate_logits(x) if init else torch.zeros(6)
     assert torch.allclose(dbn.rbms[0].visible_bias, expected)

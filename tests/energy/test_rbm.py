@@ -5,8 +5,8 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_deepgen.models import RBM
-from pyro_deepgen.models.rbm import binary_states
+from pyro_deepgen.energy import RBM
+from pyro_deepgen.energy.rbm import binary_states
 
 
 def random_rbm(num_visible=6, num_hidden=4, visible="bernoulli", scale=1.0, device="cpu"):
@@ -158,7 +158,7 @@ def test_bad_arguments():
 def test_bernoulli_sample_16bit_frequencies():
     """200,000 draws per probability (odd shapes, float32 and float64): the frequency of ones is
     within 5 standard errors (<= 0.0056) of p; p = 0 and p = 1 are exact."""
-    from pyro_deepgen.models.rbm import bernoulli_sample_16bit
+    from pyro_deepgen.energy.rbm import bernoulli_sample_16bit
 
     for dtype in (torch.float32, torch.float64):
         p = torch.tensor([0.0, 1e-4, 0.13, 0.5, 0.9, 1.0], dtype=dtype)

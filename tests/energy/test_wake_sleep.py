@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from pyro_deepgen import evaluate
 from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep
-from pyro_deepgen.infer.particles import vectorized_traces
+from pyro_deepgen.infer.particles import draw_particles
 from pyro_deepgen.models import HelmholtzMachine
 from pyro_deepgen.train import fit
 
@@ -68,7 +68,7 @@ def test_rws_gradients_match_hand_derived():
     loss = ReweightedWakeSleep(num_particles=K, max_plate_nesting=1)
     loss.differentiable_loss(hm.model, hm.guide, x).backward()
     pyro.set_rng_seed(7)
-    _, guide_trace = vectorized_traces(hm.model, hm.guide, (x,), {}, K, 1)
+    guide_trace = draw_particles(hm.model, hm.guide, (x,), {}, K, 1).guide
     h = guide_trace.nodes["h1"]["value"].detach()  # (K, N, 3)
     with torch.no_grad():
         dec, enc, prior = hm.decoders[0], hm.encoders[0], hm.prior_logits
@@ -96,7 +96,7 @@ def test_wake_sleep_sleep_gradient_matches_hand_derived():
     pyro.set_rng_seed(3)
     WakeSleep(max_plate_nesting=1).differentiable_loss(hm.model, hm.guide, x).backward()
     pyro.set_rng_seed(3)
-    vectorized_traces(hm.model, hm.guide, (x,), {}, 1, 1)  # the wake phase's draws
+    draw_particles(hm.model, hm.guide, (x,), {}, 1, 1)  # the wake phase's draws
     dream = poutine.trace(poutine.uncondition(hm.model)).get_trace(x)
     xd, hd = dream.nodes["x"]["value"], dream.nodes["h1"]["value"]
     enc = hm.encoders[0]

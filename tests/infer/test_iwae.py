@@ -386,7 +386,7 @@ def test_rescored_guide_replays_random_subsample_and_values():
     """STL/DReG re-run the guide with frozen parameters: with a randomly subsampled data plate
     the re-scored log q must use the same indices and values (equal log-densities), carry no
     gradient to the guide parameters and still differentiate through z."""
-    from pyro_deepgen.infer.particles import particle_traces
+    from pyro_deepgen.infer.particles import draw_particles
 
     data = torch.linspace(-2, 2, 40, dtype=f64)
 
@@ -400,7 +400,7 @@ def test_rescored_guide_replays_random_subsample_and_values():
         with pyro.plate("data", len(data), subsample_size=7) as idx:
             pyro.sample("z", dist.Normal(a * data[idx], 0.8))
 
-    tr = particle_traces(model, guide, (data,), {}, 4, 1, rescore_guide=True)
+    tr = draw_particles(model, guide, (data,), {}, 4, 1, rescore_guide=True)
     q, q_stop = tr.guide.nodes["z"]["log_prob"], tr.guide_rescored.nodes["z"]["log_prob"]
     assert torch.allclose(q, q_stop)
     a = pyro.param("a").unconstrained()

@@ -1,8 +1,9 @@
 /* CPU kernels for RBM training, float32, x86-64 AVX2 + FMA: products with a mostly-zero left
  * factor (binary unit states) and 16-bit Bernoulli draws.
  *
- * Compiled on first use by pyro_deepgen/nn/native.py and called through ctypes; see
- * pyro_deepgen/nn/sparse_matmul.py and pyro_deepgen.models.rbm.bernoulli_sample_16bit for the
+ * Compiled on first use by pyro_deepgen/energy/_kernels/native.py and called through ctypes; see
+ * pyro_deepgen/energy/_kernels/sparse_matmul.py and
+ * pyro_deepgen.energy.rbm.bernoulli_sample_16bit for the
  * maths and the torch fallbacks.
  *
  *   rows:   out (n, m)  = bias + x (n, k) @ table (k, m)    (sums of the selected rows of table)

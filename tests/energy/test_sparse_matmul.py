@@ -3,8 +3,8 @@ all-zero input, dense fallback), and the RBM code path (AIS) that uses it."""
 import pytest
 import torch
 
-from pyro_deepgen.models import RBM
-from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul
+from pyro_deepgen.energy import RBM
+from pyro_deepgen.energy._kernels.sparse_matmul import sparse_rows_matmul
 
 
 def sparse_binary(n, k, density, dtype=torch.float64, device="cpu"):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pyro_deepgen.models.rbm import bernoulli_sample_16bit
-from pyro_deepgen.nn import native
-from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
+from pyro_deepgen.energy.rbm import bernoulli_sample_16bit
+from pyro_deepgen.energy._kernels import native
+from pyro_deepgen.energy._kernels.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
 
 needs_kernels = pytest.mark.skipif(native.library() is None,
                                    reason=f"no CPU kernels: {native.unavailable_reason()}")

@@ -1,0 +1,24 @@
+"""The Boltzmann family: energy-based models over layers of units, their samplers, losses,
+partition-function estimators and greedy pretraining.
+
+Layering: this package may import :mod:`pyro_deepgen.infer` (the generic annealed importance
+sampler) and :mod:`pyro_deepgen.nn`; only :mod:`pyro_deepgen.energy.pretrain` imports the
+training loop, and :mod:`pyro_deepgen.infer` imports nothing from here.
+"""
+from .base import EnergyModel  # noqa: F401
+from .rbm import RBM  # noqa: F401
+from .dbn import DBN  # noqa: F401
+from .dbm import DBM, DoubledRBM  # noqa: F401
+from .ais import ais_log_partition, base_rate_logits, mean_log_likelihood  # noqa: F401
+from .cd import ContrastiveDivergence, MeanFieldPCD  # noqa: F401
+from .cd import pseudo_log_likelihood, reconstruction_error  # noqa: F401
+from .gibbs import BlockGibbs, fantasy_particles  # noqa: F401
+from .pretrain import pretrain, pretrain_dbm, pretrain_dbn  # noqa: F401
+
+__all__ = [
+    "EnergyModel", "RBM", "DBN", "DBM", "DoubledRBM",
+    "ContrastiveDivergence", "MeanFieldPCD", "pseudo_log_likelihood", "reconstruction_error",
+    "BlockGibbs", "fantasy_particles",
+    "ais_log_partition", "base_rate_logits", "mean_log_likelihood",
+    "pretrain", "pretrain_dbn", "pretrain_dbm",
+]
