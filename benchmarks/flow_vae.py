@@ -24,8 +24,8 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_deepgen import evaluate
-from pyro_deepgen.cli.common import write_json
 from pyro_deepgen.data import load_train_test
+from pyro_deepgen.experiments import write_json
 from pyro_deepgen.guides import AmortizedFlowGuide
 from pyro_deepgen.models import VAE
 from pyro_deepgen.train import fit

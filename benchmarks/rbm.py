@@ -9,7 +9,7 @@ of CD-1, CD-3, CD-k and PCD, samples, and (from ``benchmarks/rbm_deep.py``) DBN,
    and the medians of seconds per epoch are compared.
    scikit-learn computes in the dtype of its input: float64 for images scaled from uint8 (its
    usual use) and float32 when given float32; both ratios are printed. The package runs in
-   float32, with its compiled CPU kernels (``pyro_deepgen.nn.native``) where they build. Two
+   float32, with its compiled CPU kernels (``pyro_deepgen.energy._kernels.native``) where they build. Two
    hand-written PyTorch CD-1 loops are timed too: with dense products and ``torch.rand`` draws
    (what one writes by hand), and with the package's kernels (the framework overhead of ``fit``
    + ``ContrastiveDivergence`` is the ratio to this one). scikit-learn does PCD-1, so the
@@ -36,16 +36,11 @@ import pyro
 import torch
 
 from pyro_deepgen.data import load_train_test
-from pyro_deepgen.infer import (
-    ContrastiveDivergence,
-    ais_log_partition,
-    default_ais_schedule,
-    mean_log_likelihood,
-)
-from pyro_deepgen.models import RBM
-from pyro_deepgen.models.rbm import bernoulli_sample_16bit
-from pyro_deepgen.nn import native
-from pyro_deepgen.nn.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
+from pyro_deepgen.energy import RBM, ContrastiveDivergence, ais_log_partition, mean_log_likelihood
+from pyro_deepgen.energy._kernels import native
+from pyro_deepgen.energy._kernels.sparse_matmul import sparse_rows_matmul, sparse_rows_matmul_t
+from pyro_deepgen.energy.rbm import bernoulli_sample_16bit
+from pyro_deepgen.infer import default_ais_schedule
 from pyro_deepgen.plotting import save_image_grid
 from pyro_deepgen.train import fit
 

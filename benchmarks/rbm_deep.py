@@ -25,13 +25,9 @@ import torch
 
 from pyro_deepgen.data import load_train_test
 from pyro_deepgen.evaluate import log_likelihood
-from pyro_deepgen.infer import (
-    ReweightedWakeSleep,
-    WakeSleep,
-    ais_log_partition,
-    default_ais_schedule,
-)
-from pyro_deepgen.models import DBM, DBN, HelmholtzMachine, MeanFieldPCD
+from pyro_deepgen.energy import DBM, DBN, MeanFieldPCD, ais_log_partition
+from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep, default_ais_schedule
+from pyro_deepgen.models import HelmholtzMachine
 from pyro_deepgen.train import fit
 
 REPO = Path(__file__).resolve().parent.parent

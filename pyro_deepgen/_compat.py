@@ -35,6 +35,15 @@ def warn_moved(old: str, new: str, stacklevel: int = 3) -> None:
     )
 
 
+def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
+    """Warn that ``old`` (a dotted path) is deprecated in favour of ``new``."""
+    warnings.warn(
+        f"{old} is deprecated; use {new} (the old name is removed in pyro_deepgen {REMOVED_IN})",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def moved_attributes(module_name: str, table: Dict[str, str]) -> Callable[[str], Any]:
     """A module-level ``__getattr__`` (PEP 562) resolving each ``name`` of ``table`` to
     ``getattr(import_module(table[name]), name)`` with a :class:`DeprecationWarning`."""

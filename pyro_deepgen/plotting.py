@@ -1,7 +1,8 @@
-"""Figures shared by the command-line tools: image grids, loss curves, 2-D latent manifolds."""
+"""Every figure of the package: image grids, loss curves, 2-D latent manifolds, the diffusion
+trajectory of a 2-D data set and the densities of the 2-D flow benchmark."""
 import math
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -87,3 +88,75 @@ def save_manifold(
     with torch.no_grad():
         images = decode_mean(zz.to(device=device, dtype=dtype or torch.float32))
     save_image_grid(images, path, shape=shape, ncol=n)
+
+
+def save_diffusion_trajectory(
+    path: Path,
+    forward: Mapping[int, torch.Tensor],
+    reverse: Mapping[int, torch.Tensor],
+    title: Optional[str] = None,
+    lim: float = 3.0,
+) -> None:
+    """Figure 1 of Sohl-Dickstein et al. (2015) for 2-D data: the top row scatters draws of the
+    forward process :math:`q(x_t)` at the steps of ``forward`` (``{t: (n, 2) points}``, in
+    increasing t), the bottom row the reverse process :math:`p(x_t)` at the steps of ``reverse``
+    (in decreasing t), all on the window ``[-lim, lim]^2``."""
+    plt = _pyplot()
+    columns = max(len(forward), len(reverse))
+    fig, axes = plt.subplots(2, columns, figsize=(10 * columns / 3, 6.5), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, t in zip(axes[0], sorted(forward)):
+        ax.scatter(*forward[t].detach().cpu().T.numpy(), s=1, alpha=0.5)
+        ax.set_title(f"forward q(x_{t}), t = {t}")
+    for ax, t in zip(axes[1], sorted(reverse, reverse=True)):
+        ax.scatter(*reverse[t].detach().cpu().T.numpy(), s=1, alpha=0.5, color="C1")
+        ax.set_title(f"reverse p(x_{t}), t = {t}")
+    axes[0, 0].set_xlim(-lim, lim)
+    axes[0, 0].set_ylim(-lim, lim)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_flow_densities(
+    draws: Mapping[Tuple[str, str, int], torch.Tensor],
+    path: Path,
+    energies: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    lim: float = 4.0,
+    bins: int = 100,
+) -> None:
+    """Figure 3 of Rezende & Mohamed (2015): one row per energy :math:`U` (``energies[name]``
+    maps ``(..., 2)`` points to :math:`U`), the true density :math:`e^{-U}` on a grid, then a
+    2-D histogram of the draws of each fitted flow (``draws[(energy, flow, depth)]``, one column
+    per flow and depth), all on the window ``[-lim, lim]^2``."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(e for e, _, _ in draws))
+    columns = list(dict.fromkeys((f, k) for _, f, k in draws))
+    fig, axes = plt.subplots(len(names), 1 + len(columns), squeeze=False,
+                             figsize=(1.6 * (1 + len(columns)), 1.6 * len(names)))
+    axis = torch.linspace(-lim, lim, 200, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1)
+    edges = torch.linspace(-lim, lim, bins + 1).numpy()
+    for i, e in enumerate(names):
+        density = (-energies[e](grid)).exp()
+        axes[i, 0].imshow(density.numpy(), origin="lower", extent=(-lim, lim, -lim, lim),
+                          cmap="viridis")
+        axes[i, 0].set_ylabel(e)
+        for j, (f, k) in enumerate(columns, start=1):
+            z = draws.get((e, f, k))
+            if z is not None:
+                axes[i, j].hist2d(z[:, 0].numpy(), z[:, 1].numpy(), bins=[edges, edges],
+                                  cmap="viridis")
+            axes[i, j].set_facecolor(plt.get_cmap("viridis")(0.0))
+    for j, (f, k) in enumerate(columns, start=1):
+        axes[0, j].set_title(f"{f} K={k}", fontsize=8)
+    axes[0, 0].set_title("exp(-U)", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

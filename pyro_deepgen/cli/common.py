@@ -1,14 +1,14 @@
-"""Arguments, output folders and reports shared by the ``pyro-deepgen`` subcommands."""
+"""Arguments shared by the ``pyro-deepgen`` subcommands, and the config built from them."""
 import argparse
-import contextlib
-import json
-import os
-import shutil
-import tempfile
+import dataclasses
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Type, TypeVar
 
 import torch
+
+from .._compat import moved_attributes
+
+C = TypeVar("C")
 
 
 def positive_int(text: str) -> int:
@@ -60,19 +60,6 @@ def add_data_arguments(
                              "the t10k files when present, else a seeded 10%% hold-out")
 
 
-def check_data_arguments(args: argparse.Namespace) -> None:
-    if args.data == "mnist" and args.data_root is None:
-        raise ValueError("--data mnist needs --data-root DIR (the folder with the MNIST IDX files)")
-
-
-def load_data(args: argparse.Namespace, binarize=None):
-    """The train/test split of ``args.data`` (see :func:`pyro_deepgen.data.load_train_test`)."""
-    from ..data import load_train_test
-
-    check_data_arguments(args)
-    return load_train_test(args.data, args.data_root, binarize=binarize, seed=args.seed)
-
-
 def add_common_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
     """--seed, --device and --out, with the same meaning in every subcommand."""
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -84,41 +71,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, out_default: str) -> N
                         help="hide the progress bars")
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``out`` and move it to ``out`` only on success.
-
-    A failed run leaves ``out`` as it was: nothing half-written. An existing ``out`` is
-    replaced only once the new results are complete.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+def config_from_args(config_class: Type[C], args: argparse.Namespace) -> C:
+    """The experiment config ``config_class`` (a dataclass) from the parsed arguments of the same
+    names; the config checks the values (a ValueError names the option)."""
+    return config_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)})
 
 
-def write_json(path: Path, data: Dict[str, Any]) -> None:
-    def default(o):
-        if isinstance(o, (Path, torch.device)):
-            return str(o)
-        if isinstance(o, torch.Tensor):
-            return o.tolist()
-        raise TypeError(f"cannot serialize {type(o).__name__}")
-
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=default) + "\n")
-
-
-def settings(args: argparse.Namespace) -> Dict[str, Any]:
-    """The parsed arguments as plain data for ``report.json``."""
-    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+# moved to pyro_deepgen.experiments.common in 0.2
+__getattr__ = moved_attributes(__name__, {
+    name: "pyro_deepgen.experiments.common" for name in ("atomic_output_dir", "load_data", "write_json")
+})

@@ -8,15 +8,9 @@ defaults take a few minutes on 2 CPU cores; the paper's schedule is --steps 2000
 """
 import argparse
 
-from .common import (
-    add_common_arguments,
-    atomic_output_dir,
-    int_list,
-    positive_float,
-    positive_int,
-    settings,
-    write_json,
-)
+from ..experiments.flows2d import Flows2DConfig
+from ..experiments.flows2d import run as run_experiment
+from .common import add_common_arguments, config_from_args, int_list, positive_float, positive_int
 
 HELP = "the 2-D flow benchmark of Rezende & Mohamed (2015)"
 
@@ -50,25 +44,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, out_default="results/flows2d")
 
 
-def run(args: argparse.Namespace):
-    """Run the benchmark, write the outputs, and return the list of ``FitResult``."""
-    from ..flows2d import plot_densities, results_as_dicts, results_table, run_benchmark
-
-    if args.samples < 2:
-        raise ValueError("--samples must be at least 2")
-    results, draws = run_benchmark(
-        energies=args.energies, flows=args.flows, depths=args.depths, steps=args.steps,
-        num_samples=args.samples, num_particles=args.particles, lr=args.lr,
-        anneal_steps=args.anneal_steps, seed=args.seed, device=args.device,
-        progress=args.progress,
-    )
-    table = results_table(results)
-    print("KL(q||p) = -ELBO + log Z in nats (± Monte Carlo standard error)")
-    print(table, end="")
-    with atomic_output_dir(args.out) as tmp:
-        write_json(tmp / "report.json", {"settings": settings(args),
-                                         "results": results_as_dicts(results)})
-        (tmp / "table.md").write_text(table)
-        plot_densities(draws, tmp / "flows2d.png")
-    print(f"wrote {args.out}/report.json, table.md, flows2d.png")
-    return results
+def run(args: argparse.Namespace) -> None:
+    run_experiment(config_from_args(Flows2DConfig, args))

@@ -79,7 +79,7 @@ class FlowDensity(PyroModule):
     .. note:: As for every ``PyroModule``, the parameters are looked up by name in Pyro's
         global param store (``base_loc``, ``flow.0.u``, ...): two densities used against the
         same store share them. Clear the store between models, or use one
-        ``pyro.get_param_store().scope()`` per density (as :mod:`pyro_deepgen.flows2d` does).
+        ``pyro.get_param_store().scope()`` per density (as :mod:`pyro_deepgen.experiments.flows2d` does).
 
     **References**: [1] L. Dinh, J. Sohl-Dickstein, S. Bengio, *Density estimation using Real
     NVP*, arXiv:1605.08803. [2] L. Theis, A. van den Oord, M. Bethge, *A note on the

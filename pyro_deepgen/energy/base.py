@@ -54,16 +54,21 @@ class EnergyModel(PyroModule):
         ``("v", "h1", ..., "hL")`` by default."""
         return ("v",) + tuple(f"h{i}" for i in range(1, len(self.layer_sizes)))
 
+    @staticmethod
+    def check_layer(x: torch.Tensor, size: int, name: str, matrix: bool = False) -> None:
+        """Reject ``x`` unless it is a tensor of shape ``(..., size)`` (``(N, size)`` with
+        ``matrix=True``), with a one-line error naming the argument."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[-1] != size or (matrix and x.dim() != 2):
+            raise ValueError(
+                f"{name} must have shape ({'N' if matrix else '...'}, {size}); got "
+                f"{tuple(x.shape)}. Flatten images with x.reshape(len(x), -1)."
+            )
+
     def check_visible(self, v: torch.Tensor, name: str = "v") -> None:
         """Reject ``v`` unless it is a tensor of shape ``(..., V)``."""
-        size = self.layer_sizes[0]
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
-        if v.dim() < 1 or v.shape[-1] != size:
-            raise ValueError(
-                f"{name} must have shape (..., {size}); got {tuple(v.shape)}. "
-                "Flatten images with x.reshape(len(x), -1)."
-            )
+        self.check_layer(v, self.layer_sizes[0], name)
 
     def energy(self, *state: torch.Tensor) -> torch.Tensor:
         r""":math:`E(x)` of the full state ``(v, h1, ...)``, shape: the batch shape."""

@@ -321,7 +321,7 @@ def pseudo_log_likelihood(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
     """
     if rbm.visible != "bernoulli":
         raise ValueError("pseudo_log_likelihood needs binary (bernoulli) visible units")
-    rbm._check(v, rbm.num_visible, "v")
+    rbm.check_layer(v, rbm.num_visible, "v")
     batch_shape = v.shape[:-1]
     v = v.to(rbm.weight).reshape(-1, rbm.num_visible)
     W, b = rbm.weight, rbm.visible_bias
@@ -378,7 +378,7 @@ class MeanFieldPCD:
             raise TypeError(f"MeanFieldPCD needs model=<DBM>, got {type(dbm).__name__}")
         if guide is not None:
             raise ValueError("MeanFieldPCD takes no guide; call fit(dbm, None, data, ...)")
-        dbm._check(v)
+        dbm.check_visible(v)
         v = v.to(dbm.weight1)
         mu1, mu2 = dbm.mean_field(v, self.mean_field_steps)
         if self.chains is None:

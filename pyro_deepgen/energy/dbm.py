@@ -87,14 +87,6 @@ class DBM(EnergyModel):
     def extra_repr(self) -> str:
         return f"{self.num_visible}-{self.num_hidden1}-{self.num_hidden2}"
 
-    def _check(self, v: torch.Tensor) -> None:
-        if not torch.is_tensor(v) or v.dim() < 1 or v.shape[-1] != self.num_visible:
-            shape = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
-            raise ValueError(
-                f"v must be a tensor of shape (..., {self.num_visible}); got {shape}. "
-                "Flatten images with x.reshape(len(x), -1)."
-            )
-
     @property
     def layer_sizes(self) -> Tuple[int, int, int]:
         return (self.num_visible, self.num_hidden1, self.num_hidden2)
@@ -102,7 +94,7 @@ class DBM(EnergyModel):
     # -- energies and conditionals --------------------------------------------------------
     def energy(self, v: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         """E(v, h1, h2); also the expected energy under a factorial q when given its means."""
-        self._check(v)
+        self.check_visible(v)
         return -(
             v @ self.visible_bias
             + h1 @ self.hidden1_bias
@@ -133,7 +125,7 @@ class DBM(EnergyModel):
 
     def unnormalized_log_prob(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`\log\sum_{h^1,h^2} e^{-E}` by enumerating :math:`h^1` (tiny models only)."""
-        self._check(v)
+        self.check_visible(v)
         h1 = self._enumerate_hidden1()  # (C, H1)
         log_terms = (
             (v @ self.visible_bias).unsqueeze(-1)
@@ -172,7 +164,7 @@ class DBM(EnergyModel):
         ``num_steps`` sweeps of the fixed-point equations (stopping early once no parameter
         moves by more than ``tol``).
         """
-        self._check(v)
+        self.check_visible(v)
         if int(num_steps) < 0:
             raise ValueError(f"num_steps must be >= 0, got {num_steps}")
         v = v.to(self.weight1)
@@ -224,7 +216,7 @@ class DBM(EnergyModel):
         :param int num_samples: K (default 1000).
         :param int chunk_size: samples drawn at once (default: sized to bound memory).
         """
-        self._check(v)
+        self.check_visible(v)
         if v.dim() != 2:
             raise ValueError(f"v must have shape (N, {self.num_visible}); got {tuple(v.shape)}")
         v = v.to(self.weight1)
@@ -388,9 +380,9 @@ class DoubledRBM(RBM):
         self.up, self.down = float(up), float(down)
 
     def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
-        self._check(v, self.num_visible, "v")
+        self.check_layer(v, self.num_visible, "v")
         return F.linear(v, self.up * self.weight, self.hidden_bias)
 
     def visible_input(self, h: torch.Tensor) -> torch.Tensor:
-        self._check(h, self.num_hidden, "h")
+        self.check_layer(h, self.num_hidden, "h")
         return self.down * torch.matmul(h, self.weight) + self.visible_bias

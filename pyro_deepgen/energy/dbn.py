@@ -69,11 +69,6 @@ class DBN(EnergyModel):
         """The top RBM, an undirected model of the top two layers."""
         return self.rbms[-1]
 
-    def _check(self, v: torch.Tensor) -> None:
-        if not torch.is_tensor(v) or v.dim() != 2 or v.shape[-1] != self.layer_sizes[0]:
-            shape = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
-            raise ValueError(f"v must have shape (N, {self.layer_sizes[0]}); got {shape}")
-
     # -- training (moved to pyro_deepgen.energy.pretrain) --------------------------------
     def pretrain(self, data: torch.Tensor, loss=None, propagate: str = "sample",
                  init_visible_bias: bool = True, **fit_kwargs) -> List:
@@ -123,7 +118,7 @@ class DBN(EnergyModel):
             state = [None] * (len(self.layer_sizes) - 2) + list(top)
             return tuple(self._downward(state))
         if not torch.is_tensor(v) or v.dim() < 1 or v.shape[-1] != self.layer_sizes[0]:
-            self._check(v)
+            self.check_layer(v, self.layer_sizes[0], "v", matrix=True)
         v = v.to(self.top.weight)
         hidden, h = [], v
         for rbm in self.rbms[:-1]:
@@ -146,7 +141,7 @@ class DBN(EnergyModel):
     def upward(self, v: torch.Tensor, sample: bool = True) -> List[torch.Tensor]:
         """The upward pass ``[h1, ..., h_{L-1}]`` (the top RBM's visible layer last): samples
         from q, or probabilities with ``sample=False`` (e.g. base rates for AIS on the top RBM)."""
-        self._check(v)
+        self.check_layer(v, self.layer_sizes[0], "v", matrix=True)
         h, out = v.to(self.top.weight), []
         for rbm in self.rbms[:-1]:
             h = rbm.hidden_probs(h)
@@ -189,7 +184,7 @@ class DBN(EnergyModel):
             :math:`q(h^{1:L-1}\mid v)` exactly by enumeration (at most 20 intermediate units);
             an integer gives the Monte Carlo estimate from that many upward samples.
         """
-        self._check(v)
+        self.check_layer(v, self.layer_sizes[0], "v", matrix=True)
         v = v.to(self.top.weight)
         if len(self.rbms) == 1:
             return self.top.log_prob(v, log_z)
@@ -220,7 +215,7 @@ class DBN(EnergyModel):
         :param int num_samples: K (default 1000).
         :param int chunk_size: samples drawn at once (default: sized to bound memory).
         """
-        self._check(v)
+        self.check_layer(v, self.layer_sizes[0], "v", matrix=True)
         v = v.to(self.top.weight)
         if len(self.rbms) == 1:
             return self.top.log_prob(v, log_z)
@@ -248,7 +243,7 @@ class DBN(EnergyModel):
     @torch.no_grad()
     def log_prob_exact(self, v: torch.Tensor) -> torch.Tensor:
         """Exact log p(v) by enumerating the intermediate layers and the top RBM's log Z."""
-        self._check(v)
+        self.check_layer(v, self.layer_sizes[0], "v", matrix=True)
         v = v.to(self.top.weight)
         log_z = self.top.log_partition_exact()
         if len(self.rbms) == 1:

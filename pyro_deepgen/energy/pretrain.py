@@ -29,7 +29,7 @@ def pretrain_dbn(dbn: DBN, data: torch.Tensor, loss=None, propagate: str = "samp
         ``batch_size``, ``optimizer``, ``progress``, ...).
     :returns: the list of :class:`~pyro_deepgen.train.History`, one per RBM.
     """
-    dbn._check(data)
+    dbn.check_layer(data, dbn.layer_sizes[0], "data", matrix=True)
     if propagate not in DBN_PROPAGATE:
         raise ValueError(f"propagate={propagate!r}; use one of {DBN_PROPAGATE}")
     make_loss = loss if loss is not None else (lambda: ContrastiveDivergence(k=1))
@@ -72,7 +72,7 @@ def pretrain_dbm(dbm: DBM, data: torch.Tensor, loss=None, init_visible_bias: boo
         ``lr``, ``batch_size``, ``optimizer``, ``progress``, ...).
     :returns: the two (pretraining) RBMs.
     """
-    dbm._check(data)
+    dbm.check_visible(data, "data")
     make_loss = loss if loss is not None else (lambda: ContrastiveDivergence(k=1))
     p = dbm.weight1
     bottom = DoubledRBM(dbm.num_visible, dbm.num_hidden1, up=2.0).to(p)

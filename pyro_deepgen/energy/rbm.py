@@ -186,19 +186,10 @@ class RBM(EnergyModel):
                 f"visible={self.visible!r}")
 
     # -- checks ---------------------------------------------------------------------------
-    def _check(self, x: torch.Tensor, size: int, name: str) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() < 1 or x.shape[-1] != size:
-            raise ValueError(
-                f"{name} must have shape (..., {size}); got {tuple(x.shape)}. "
-                "Flatten images with x.reshape(len(x), -1)."
-            )
-
     # -- energies -------------------------------------------------------------------------
     def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
         """The hidden units' total input :math:`c + W v`, shape ``(..., H)``."""
-        self._check(v, self.num_visible, "v")
+        self.check_layer(v, self.num_visible, "v")
         return F.linear(v, self.weight, self.hidden_bias)
 
     def hidden_input_of_states(self, v: torch.Tensor, binary: bool = False,
@@ -210,7 +201,7 @@ class RBM(EnergyModel):
         Gaussian units, batched states and RBM subclasses take :meth:`hidden_input`."""
         if self.visible != "bernoulli" or v.dim() != 2 or not self.plain_energy:
             return _into(self.hidden_input(v), out)
-        self._check(v, self.num_visible, "v")
+        self.check_layer(v, self.num_visible, "v")
         return sparse_rows_matmul(v, self.weight.t(), bias=self.hidden_bias, binary=binary,
                                   out=out)
 
@@ -226,7 +217,7 @@ class RBM(EnergyModel):
         the data mean (Gaussian), Hinton's recommended start (*A Practical Guide to Training
         RBMs*, Sec. 8). With zero weights the RBM is then the maximum-likelihood factorial model
         of the data. Returns ``self``."""
-        self._check(data, self.num_visible, "data")
+        self.check_layer(data, self.num_visible, "data")
         if data.dim() != 2:
             raise ValueError(f"data must have shape (N, {self.num_visible}); got {tuple(data.shape)}")
         self.visible_bias.copy_(base_rate_logits(data.to(self.visible_bias), eps, self.visible))
@@ -234,21 +225,21 @@ class RBM(EnergyModel):
 
     def visible_input(self, h: torch.Tensor) -> torch.Tensor:
         """The visible units' natural parameter :math:`b + W^\\top h`, shape ``(..., V)``."""
-        self._check(h, self.num_hidden, "h")
+        self.check_layer(h, self.num_hidden, "h")
         if h.dim() == 2:
             return torch.addmm(self.visible_bias, h, self.weight)
         return torch.matmul(h, self.weight) + self.visible_bias
 
     def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
         """The h-free part of E: :math:`-b^\\top v` or :math:`\\frac12\\lVert v-b\\rVert^2`."""
-        self._check(v, self.num_visible, "v")
+        self.check_layer(v, self.num_visible, "v")
         if self.visible == "bernoulli":
             return -torch.matmul(v, self.visible_bias)
         return 0.5 * (v - self.visible_bias).pow(2).sum(-1)
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """E(v, h), shape: the broadcast batch shape of ``v`` and ``h``."""
-        self._check(h, self.num_hidden, "h")
+        self.check_layer(h, self.num_hidden, "h")
         return self._visible_term(v) - (h * self.hidden_input(v)).sum(-1)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -307,7 +298,7 @@ class RBM(EnergyModel):
             half = w.new_full(tuple(batch_shape) + (self.num_hidden,), 0.5)
             v = self.sample_visible(bernoulli_sample(half))
         else:
-            self._check(v, self.num_visible, "v")
+            self.check_layer(v, self.num_visible, "v")
             v = v.to(w)
         return v, self.sample_hidden(v)
 
@@ -360,7 +351,7 @@ class RBM(EnergyModel):
         trace's ``log_prob_sum()`` equals :math:`-\sum E(v, h)`. Returns ``v``.
         """
         if v is not None:
-            self._check(v, self.num_visible, "v")
+            self.check_layer(v, self.num_visible, "v")
             if v.dim() != 2:
                 raise ValueError(
                     f"v must have shape (batch, {self.num_visible}); got {tuple(v.shape)}")
@@ -388,7 +379,7 @@ class RBM(EnergyModel):
         if init is None:
             v = self.sample_visible(bernoulli_sample(w.new_full((n, self.num_hidden), 0.5)))
         else:
-            self._check(init, self.num_visible, "init")
+            self.check_layer(init, self.num_visible, "init")
             v = init.to(w)
         h = self.sample_hidden(v)
         for _ in range(int(num_steps)):

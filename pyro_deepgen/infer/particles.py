@@ -17,7 +17,6 @@ one site's ``log_prob`` to shape ``(P, N)`` (one entry per particle and data poi
 without shifting the random state.
 """
 import contextlib
-import warnings
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import pyro
@@ -28,7 +27,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
-from .._compat import REMOVED_IN
+from .._compat import warn_renamed
 
 PARTICLE_PLATE = "num_particles_vectorized"
 LOCAL_PARTICLE_PLATE = "num_local_particles_vectorized"
@@ -409,15 +408,6 @@ def log_weights(
 
 
 # -- deprecated names (removed in pyro_deepgen 0.3) ---------------------------------------------
-def _warn_renamed(old: str, new: str) -> None:
-    warnings.warn(
-        f"pyro_deepgen.infer.particles.{old} is deprecated; use {new} (the old name is removed "
-        f"in pyro_deepgen {REMOVED_IN})",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
 def vectorized_traces(
     model: Callable,
     guide: Callable,
@@ -428,7 +418,7 @@ def vectorized_traces(
     prune: bool = True,
 ) -> Tuple[poutine.Trace, poutine.Trace]:
     """Deprecated: ``draw_particles(...)[:2]``, the model and guide traces."""
-    _warn_renamed("vectorized_traces", "draw_particles(...)[:2]")
+    warn_renamed(f"{__name__}.vectorized_traces", "draw_particles(...)[:2]")
     traces = draw_particles(
         model, guide, args, kwargs, num_particles, max_plate_nesting, prune=prune
     )
@@ -437,6 +427,6 @@ def vectorized_traces(
 
 def __getattr__(name: str) -> Any:
     if name == "particle_traces":
-        _warn_renamed("particle_traces", "draw_particles")
+        warn_renamed(f"{__name__}.particle_traces", "draw_particles")
         return draw_particles
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,22 @@
 """The 2-D flow benchmark: annealing schedule, the KL estimate in an exact case, a fit that
-recovers a Gaussian target, the tables, and a tiny run of ``pyro-deepgen flows2d``."""
+recovers a Gaussian target, the tables, and a tiny run of the experiment."""
 import json
 import math
 
 import pytest
 import torch
 
-from pyro_deepgen.cli import main
 from pyro_deepgen.data.toy import EnergyModel
 from pyro_deepgen.distributions import FlowDensity
-from pyro_deepgen.flows2d import (
+from pyro_deepgen.distributions.transforms import FLOWS
+from pyro_deepgen.experiments.flows2d import (
     FitResult,
+    Flows2DConfig,
     anneal_beta,
     fit_flow_to_energy,
     kl_estimate,
     results_table,
+    run,
     run_benchmark,
 )
 
@@ -80,29 +82,6 @@ def test_results_table_layout():
     assert "| planar | 2 | 0.250 | 0.500 |" in results_table(rows, value="kl_ratio")
 
 
-def test_cli_smoke_run(tmp_path):
-    out = tmp_path / "flows2d"
-    argv = ["flows2d", "--steps", "20", "--energies", "U1,U3", "--flows", "planar,nice",
-            "--depths", "2", "--samples", "200", "--particles", "32", "--out", str(out),
-            "--no-progress"]
-    assert main(argv) == 0
-    report = json.loads((out / "report.json").read_text())
-    cells = {(r["energy"], r["flow"], r["depth"]) for r in report["results"]}
-    assert cells == {(e, f, k) for e in ("U1", "U3")
-                     for f, k in (("gaussian", 0), ("planar", 2), ("nice", 2))}
-    assert all(math.isfinite(r["kl"]) for r in report["results"])
-    assert report["settings"]["steps"] == 20
-    assert (out / "flows2d.png").stat().st_size > 0
-    assert "| nice | 2 |" in (out / "table.md").read_text()
-
-
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
-    out = tmp_path / "x"
-    assert main(["flows2d", "--energies", "U7", "--steps", "1", "--out", str(out)]) == 2
-    assert "unknown energy" in capsys.readouterr().err
-    assert not out.exists()
-
-
 def test_a_cell_does_not_depend_on_the_cells_run_before():
     """Regression: the fitted Gaussian base of an earlier fit must not leak (through Pyro's
     global param store, where PyroModules look up parameters by name) into a later one."""
@@ -113,3 +92,35 @@ def test_a_cell_does_not_depend_on_the_cells_run_before():
     pyro.clear_param_store()
     after, _ = run_benchmark(["U1", "U2"], ["planar"], [2], **settings)
     assert [r.kl for r in alone] == [r.kl for r in after if r.energy == "U2"]
+
+
+def test_run_returns_the_report_it_writes(tmp_path, capsys):
+    out = tmp_path / "flows2d"
+    config = Flows2DConfig(energies="U1", flows=("radial",), depths=[2], steps=5, particles=8,
+                           samples=50, out=out, progress=False)
+    report = run(config)
+    assert json.loads((out / "report.json").read_text()) == report
+    assert [(r["flow"], r["depth"]) for r in report["results"]] == [("gaussian", 0), ("radial", 2)]
+    assert report["settings"]["energies"] == ["U1"] and report["settings"]["command"] == "flows2d"
+    assert (out / "flows2d.png").stat().st_size > 0 and "| radial | 2 |" in (out / "table.md").read_text()
+    assert "KL(q||p)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(energies=("U7",)), r"unknown energy 'U7'"),
+    (dict(flows=("maf",)), r"unknown flow 'maf' in flows \(--flows\); use some of " + ", ".join(FLOWS)),
+    (dict(depths=(0,)), r"depths \(--depths\)"),
+    (dict(samples=1), r"samples \(--samples\) must be at least 2"),
+    (dict(anneal_steps=0), r"anneal_steps \(--anneal-steps\)"),
+])
+def test_config_rejects_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Flows2DConfig(**kwargs)
+
+
+def test_the_old_module_path_still_resolves_and_warns():
+    import pyro_deepgen.experiments.flows2d as new
+
+    with pytest.warns(DeprecationWarning, match="pyro_deepgen.experiments.flows2d.run_benchmark"):
+        from pyro_deepgen.flows2d import run_benchmark
+    assert run_benchmark is new.run_benchmark

@@ -6,7 +6,7 @@ from torch import nn
 from pyro_deepgen.models import GaussianDiffusion
 from pyro_deepgen.models.diffusion_schedules import sohl_schedule
 from pyro_deepgen.nn import TimeMLP, UNet, sinusoidal_embedding
-from tests.diffusion.test_bound import linear_diffusion, optimal_reverse
+from tests.models.test_diffusion_bound import linear_diffusion, optimal_reverse
 
 
 def image_diffusion(device, levels=17, T=6):

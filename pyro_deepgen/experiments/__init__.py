@@ -1,0 +1,38 @@
+"""Experiments: one module per ``pyro-deepgen`` command, callable from a notebook, a benchmark or
+a test.
+
+==========================================  ====================================  ===========================
+module                                      config                                command
+==========================================  ====================================  ===========================
+:mod:`pyro_deepgen.experiments.vae`         :class:`~.vae.VAEConfig`              ``pyro-deepgen vae``
+:mod:`pyro_deepgen.experiments.rbm`         :class:`~.rbm.RBMConfig`              ``pyro-deepgen rbm``
+:mod:`pyro_deepgen.experiments.diffusion`   :class:`~.diffusion.DiffusionConfig`  ``pyro-deepgen diffusion``
+:mod:`pyro_deepgen.experiments.flows2d`     :class:`~.flows2d.Flows2DConfig`      ``pyro-deepgen flows2d``
+==========================================  ====================================  ===========================
+
+**The convention.** Each module has
+
+- a config dataclass whose fields are the command's options (``--batch-size`` is
+  ``batch_size``), with the same defaults. ``__post_init__`` checks the values as the command
+  line does and raises a one-line :class:`ValueError` that names the field and its option
+  (``ais_runs (--ais-runs) must be ...``), so a library caller gets the command's errors;
+- ``run(config) -> dict``: the whole experiment (training, evaluation, the files written to
+  ``config.out``, which is replaced atomically only once the run is complete, and the printed
+  summary). It returns the report, a ``dict`` of plain JSON data (numbers, strings, lists,
+  dicts, ``None``): exactly what it writes to ``report.json``. Its ``settings`` entry is the
+  config (see :func:`~pyro_deepgen.experiments.common.settings`).
+
+The command (``pyro_deepgen/cli/<name>.py``) only parses the arguments, builds the config and
+calls ``run``. A new experiment is a new module here plus a command file there. Example::
+
+    from pyro_deepgen.experiments.vae import VAEConfig, run
+
+    report = run(VAEConfig(epochs=2, z_dim=2, out="runs/notebook", progress=False))
+    report["test_log_likelihood"]
+
+Shared helpers (the atomic output folder, ``report.json``, the checks of the settings) are in
+:mod:`pyro_deepgen.experiments.common`. The submodules are imported on demand.
+"""
+from .common import atomic_output_dir, write_json  # noqa: F401
+
+__all__ = ["atomic_output_dir", "write_json"]

@@ -1,0 +1,266 @@
+r"""Train a Gaussian diffusion probabilistic model (Sohl-Dickstein et al. 2015) and report its
+test bound.
+
+The model is :class:`~pyro_deepgen.models.GaussianDiffusion` with a
+:class:`~pyro_deepgen.nn.TimeMLP` (vectors) or a :class:`~pyro_deepgen.nn.UNet` (images) as its
+reverse-process network, trained by :func:`~pyro_deepgen.train.fit` on
+:class:`~pyro_deepgen.infer.DiffusionELBO` (Adam, gradient norm clipped at 1, learning rate
+annealed from ``lr`` to ``lr/10`` along a half cosine). The bound
+
+.. math::
+
+    -\log p(x_0) \le \mathbb E_q\Big[-\log p(x_0|x_1)
+        + \sum_{t=2}^T \mathrm{KL}\big(q(x_{t-1}|x_t, x_0)\,\|\,p(x_{t-1}|x_t)\big)
+        + \mathrm{KL}\big(q(x_T|x_0)\,\|\,p(x_T)\big)\Big]
+
+is reported on the test set two ways, each with its standard error: along one forward
+trajectory per test point (the headline, usually the smaller variance), and as the sum of the
+closed-form KL terms; in nats per data point and bits per dimension.
+
+Data: the 2-D swiss roll (the paper's Figure 1, T = 40), the 8x8 digits or MNIST (dequantized
+to 17 or 256 levels). Settings left as ``None`` take the per-data values of :data:`DEFAULTS`.
+:func:`run` writes ``report.json`` and, for images, ``samples.png`` and ``inpainting.png``
+(the lower half of test images filled in from the known top half), or, for the swiss roll,
+``trajectory.png`` (the forward trajectory and the reverse samples). ``pyro-deepgen diffusion``
+calls it.
+
+**Reference**: J. Sohl-Dickstein, E. Weiss, N. Maheswaranathan, S. Ganguli, *Deep Unsupervised
+Learning using Nonequilibrium Thermodynamics*, ICML 2015, arXiv:1503.03585.
+"""
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+
+from ..data import load_train_test
+from ..data.toy import make_swiss_roll
+from ..infer import DiffusionELBO
+from ..infer.diffusion_elbo import WEIGHTINGS
+from ..models import GaussianDiffusion
+from ..models.diffusion import MEAN_TYPES
+from ..models.diffusion_schedules import SCHEDULES
+from ..nn import TimeMLP, UNet
+from ..plotting import save_diffusion_trajectory, save_image_grid
+from ..train import fit
+from .common import (
+    DATA_SETS,
+    atomic_output_dir,
+    check_choice,
+    check_common,
+    check_data,
+    check_int_tuple,
+    check_positive_float,
+    check_positive_int,
+    settings,
+    write_json,
+)
+
+COMMAND = "diffusion"
+NETS = ("mlp", "unet")
+
+#: per-data values of the settings left as ``None`` (the swiss roll is the paper's Figure 1,
+#: T = 40); sized to finish in about a minute on two CPU cores (swissroll, digits).
+DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "swissroll": dict(steps=40, schedule="sohl", epochs=80, batch_size=128, lr=2e-3, net="mlp",
+                      loss="ddpm", hidden_dims=(128, 128, 128), base_channels=16, max_test=2000),
+    "digits": dict(steps=100, schedule="cosine", epochs=25, batch_size=64, lr=2e-3, net="unet",
+                   loss="ddpm", hidden_dims=(256, 256, 256), base_channels=16, max_test=2000),
+    "mnist": dict(steps=100, schedule="cosine", epochs=10, batch_size=64, lr=1e-3, net="unet",
+                  loss="ddpm", hidden_dims=(512, 512, 512), base_channels=16, max_test=500),
+}
+
+
+@dataclasses.dataclass
+class DiffusionConfig:
+    """The settings of :func:`run`, one per option of ``pyro-deepgen diffusion`` (same defaults;
+    ``None`` takes the per-data value of :data:`DEFAULTS`, see :meth:`resolved`).
+
+    :param data: ``swissroll`` (2-D), ``digits`` (scikit-learn's 8x8) or ``mnist`` (IDX files).
+    :param data_root: folder with the MNIST IDX files (for ``data="mnist"``).
+    :param steps: number of diffusion steps T.
+    :param schedule: the beta schedule, one of
+        :data:`~pyro_deepgen.models.diffusion_schedules.SCHEDULES`.
+    :param epochs: training epochs.
+    :param batch_size: minibatch size.
+    :param lr: Adam learning rate (annealed to ``lr/10``).
+    :param loss: gradient weighting of :class:`~pyro_deepgen.infer.DiffusionELBO`: ``elbo``
+        (the bound) or ``ddpm`` (epsilon-prediction plus 1e-3 times the bound).
+    :param mean_type: what the network's mean output predicts, one of
+        :data:`~pyro_deepgen.models.diffusion.MEAN_TYPES` (``v``: well conditioned at every
+        step; ``eps`` as in DDPM).
+    :param net: ``mlp`` (TimeMLP) or ``unet`` (images only).
+    :param hidden_dims: TimeMLP hidden sizes.
+    :param base_channels: UNet channels at full resolution.
+    :param num_train: use at most this many training points (swissroll: points drawn, default
+        10000).
+    :param max_test: evaluate the bound on at most this many test points.
+    :param num_samples: samples drawn for the figures.
+    :param seed: random seed.
+    :param device: torch device.
+    :param out: output folder (replaced atomically once the run is complete).
+    :param progress: show progress bars.
+    """
+
+    data: str = "swissroll"
+    data_root: Optional[str] = None
+    steps: Optional[int] = None
+    schedule: Optional[str] = None
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    loss: Optional[str] = None
+    mean_type: str = "v"
+    net: Optional[str] = None
+    hidden_dims: Optional[Tuple[int, ...]] = None
+    base_channels: Optional[int] = None
+    num_train: Optional[int] = None
+    max_test: Optional[int] = None
+    num_samples: int = 64
+    seed: int = 0
+    device: Union[str, torch.device] = "cpu"
+    out: Union[str, Path] = Path("results/diffusion")
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_data(self, ("swissroll",) + DATA_SETS)
+        check_positive_int(self, "num_samples", *(
+            name for name in ("steps", "epochs", "batch_size", "base_channels", "num_train", "max_test")
+            if getattr(self, name) is not None))
+        if self.lr is not None:
+            check_positive_float(self, "lr")
+        for name, choices in (("schedule", SCHEDULES), ("loss", WEIGHTINGS), ("net", NETS)):
+            if getattr(self, name) is not None:
+                check_choice(self, name, choices)
+        check_choice(self, "mean_type", MEAN_TYPES)
+        check_int_tuple(self, "hidden_dims", allow_none=True)
+        if self.net == "unet" and self.data == "swissroll":
+            raise ValueError("net='unet' (--net unet) needs images; use data digits or mnist")
+        check_common(self)
+
+    def resolved(self) -> "DiffusionConfig":
+        """A copy with every setting left as ``None`` set to its per-data default."""
+        return dataclasses.replace(self, **{key: value for key, value in DEFAULTS[self.data].items()
+                                            if getattr(self, key) is None})
+
+
+def swiss_roll(n: int, seed: int) -> torch.Tensor:
+    """The 2-D swiss roll of :func:`pyro_deepgen.data.toy.make_swiss_roll` halved, i.e.
+    sklearn's roll / 10: about unit scale, noise standard deviation 0.05."""
+    return make_swiss_roll(n, seed=seed) / 2
+
+
+def load(config: DiffusionConfig) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, Any]]:
+    """``(x_train, x_test, info)`` of a resolved config: images reshaped to the network's event
+    shape (``(1, side, side)`` for the UNet, flat for the MLP); ``info`` holds the event shape,
+    ``data`` (``continuous`` or ``discrete``), the number of pixel levels and the test split."""
+    if config.data == "swissroll":
+        n = config.num_train or 10000
+        x_train = swiss_roll(n, config.seed)
+        x_test = swiss_roll(config.max_test, config.seed + 1)
+        split = f"{config.max_test} fresh points (seed {config.seed + 1})"
+        return x_train, x_test, {"event_shape": (2,), "data": "continuous", "test_split": split}
+    tt = load_train_test(config.data, config.data_root, seed=config.seed)
+    x_train, x_test = tt.x_train, tt.x_test
+    if config.num_train is not None:
+        x_train = x_train[: config.num_train]
+    x_test = x_test[: config.max_test]
+    side = int(math.isqrt(x_train.shape[1]))
+    shape = (1, side, side) if config.net == "unet" else (side * side,)
+    info = {"event_shape": shape, "data": "discrete", "image_side": side,
+            "num_levels": 17 if config.data == "digits" else 256, "test_split": tt.test_split}
+    return x_train.reshape(-1, *shape), x_test.reshape(-1, *shape), info
+
+
+def build(config: DiffusionConfig, info: Dict[str, Any]) -> GaussianDiffusion:
+    """The diffusion model of a resolved config for data described by ``info`` (see :func:`load`)."""
+    shape = info["event_shape"]
+    if config.net == "unet":
+        net = UNet(shape[0], base_channels=config.base_channels, channel_mults=(1, 2, 2))
+    else:
+        net = TimeMLP(shape[0], config.hidden_dims)
+    return GaussianDiffusion(net, shape, num_steps=config.steps, schedule=config.schedule,
+                             mean_type=config.mean_type, data=info["data"],
+                             num_levels=info.get("num_levels", 256))
+
+
+def cosine_decay(epochs: int):
+    """Learning rate annealed from lr to lr/10 along a half cosine over the epochs."""
+    def schedule(optimizer):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs, eta_min=optimizer.param_groups[0]["lr"] / 10)
+    return schedule
+
+
+def top_half_mask(side: int, event_shape: Tuple[int, ...], device=None) -> torch.Tensor:
+    """The inpainting mask of a ``side x side`` image in ``event_shape``: True (known) on the top
+    half of the rows, with a leading batch dimension of 1."""
+    mask = torch.zeros(1, side, side, dtype=torch.bool, device=device)
+    mask[:, : side // 2] = True
+    return mask.reshape(1, *event_shape)
+
+
+def run(config: DiffusionConfig) -> Dict[str, Any]:
+    """Train, evaluate the test bound, write the files to ``config.out``, print the bound and
+    return the report (the contents of ``report.json``)."""
+    config = config.resolved()
+    torch.manual_seed(config.seed)
+    x_train, x_test, info = load(config)
+    x_train, x_test = x_train.to(config.device), x_test.to(config.device)
+    diffusion = build(config, info).to(config.device)
+    start = time.time()
+    with atomic_output_dir(config.out) as out:
+        history = fit(diffusion.model, diffusion.guide, x_train, loss=DiffusionELBO(config.loss),
+                      lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
+                      seed=config.seed, clip_norm=1.0, lr_schedule=cosine_decay(config.epochs),
+                      progress=config.progress)
+        train_seconds = time.time() - start
+        diffusion.eval()
+        # the bound two ways: one joint forward trajectory per point (= a Trace_ELBO particle;
+        # the headline, usually the smaller variance) and the sum of closed-form KL terms
+        bound = diffusion.bound(x_test, estimator="trajectory")
+        kl = diffusion.bound(x_test, estimator="kl")
+        sqrt_n = math.sqrt(len(x_test))
+        report = {
+            "test_bound_nats": bound.nats.mean().item(),
+            "test_bound_bits_per_dim": bound.bits_per_dim.mean().item(),
+            "test_bound_nats_stderr": (bound.nats.std() / sqrt_n).item(),
+            "test_bound_nats_kl": kl.nats.mean().item(),
+            "test_bound_bits_per_dim_kl": kl.bits_per_dim.mean().item(),
+            "test_bound_nats_kl_stderr": (kl.nats.std() / sqrt_n).item(),
+            "num_test": len(x_test),
+            "num_train": len(x_train),
+            "test_split": info["test_split"],
+            "bound_terms_mean": kl.terms.mean(0).tolist(),  # L_0, L_1, ..., L_T
+            "train_loss": history.loss,
+            "epochs": history.epochs,
+            "train_seconds": train_seconds,
+            "settings": settings(config, COMMAND),
+        }
+        if info["data"] == "continuous":
+            samples, path = diffusion.sample(max(config.num_samples, 1000), batch_size=1000,
+                                             progress=config.progress, trajectory=True)
+            T = diffusion.num_steps
+            steps = (0, T // 2, T)
+            forward = {t: x_test if t == 0 else diffusion.q_sample(x_test, t) for t in steps}
+            reverse = {t: path[t] for t in steps}
+            save_diffusion_trajectory(out / "trajectory.png", forward, reverse,
+                                      title=f"Swiss roll, T = {T} (Sohl-Dickstein et al. 2015, Fig. 1)")
+        else:
+            side = info["image_side"]
+            samples = diffusion.sample(config.num_samples, batch_size=256, progress=config.progress)
+            save_image_grid(samples.reshape(len(samples), -1), out / "samples.png",
+                            title=f"{config.data}: diffusion samples (T={config.steps})")
+            shown = x_test[:16]
+            mask = top_half_mask(side, info["event_shape"], config.device)
+            filled = diffusion.inpaint(shown, mask, progress=config.progress)
+            rows = torch.cat([shown, torch.where(mask, shown, torch.full_like(shown, 0.5)), filled])
+            save_image_grid(rows.reshape(len(rows), -1), out / "inpainting.png", ncol=len(shown),
+                            title="rows: test images, known top half, inpainted")
+        report["seconds"] = time.time() - start
+        write_json(out / "report.json", report)
+    print(f"test bound: {report['test_bound_nats']:.2f} nats per point, "
+          f"{report['test_bound_bits_per_dim']:.3f} bits/dim; results in {config.out}")
+    return report

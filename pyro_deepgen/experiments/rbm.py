@@ -1,0 +1,282 @@
+r"""Train a binary RBM with CD-k or PCD on the 8x8 digits or MNIST and estimate its test
+log-likelihood with annealed importance sampling.
+
+The pixels are binarized at 0.5. The RBM (:class:`~pyro_deepgen.energy.RBM`, visible biases
+started at the log-odds of the pixel marginals, Hinton 2010) is trained by
+:func:`~pyro_deepgen.train.fit` on :class:`~pyro_deepgen.energy.ContrastiveDivergence`
+(CD-k, Hinton 2002, or persistent CD, Tieleman 2008), whose loss is the batch sum of the
+free-energy gap :math:`F(v_\text{data}) - F(v_\text{model})`, with SGD and momentum (see
+:func:`make_optimizer`). Every epoch prints the monitors of :func:`monitors`. After training,
+AIS (Salakhutdinov & Murray 2008) estimates :math:`\log Z` from a base-rate model fitted to the
+training marginals, giving the test log-likelihood
+
+.. math::
+
+    \frac1N \sum_{n=1}^N \log p(v_n) = \frac1N \sum_{n=1}^N -F(v_n) - \log \hat Z
+
+with the standard error of :math:`\log \hat Z`. The mixing of the trained model's block-Gibbs
+chains is summarized by :func:`chain_summary` (R-hat and ESS through ``pyro.infer.MCMC`` and
+arviz).
+
+:func:`run` writes ``report.json``, ``rbm.pt`` (the state dict), ``samples.png`` (fantasy
+particles), ``weights.png`` (filters of the first hidden units), ``chains_summary.csv`` /
+``chains_summary.txt`` and ``loss.png`` to ``config.out``. ``pyro-deepgen rbm`` calls it.
+
+**References**: G. E. Hinton, *Training Products of Experts by Minimizing Contrastive
+Divergence*, Neural Computation 2002. T. Tieleman, *Training Restricted Boltzmann Machines
+using Approximations to the Likelihood Gradient*, ICML 2008. R. Salakhutdinov, I. Murray, *On
+the Quantitative Analysis of Deep Belief Networks*, ICML 2008. G. E. Hinton, *A Practical
+Guide to Training Restricted Boltzmann Machines*, UTML TR 2010-003.
+"""
+import copy
+import dataclasses
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import pyro
+import torch
+
+from ..energy import (
+    RBM,
+    BlockGibbs,
+    ContrastiveDivergence,
+    ais_log_partition,
+    mean_log_likelihood,
+    pseudo_log_likelihood,
+    reconstruction_error,
+)
+from ..infer import default_ais_schedule
+from ..plotting import image_shape, save_image_grid, save_loss_curve
+from ..train import History, fit
+from .common import (
+    atomic_output_dir,
+    check_common,
+    check_data,
+    check_positive_float,
+    check_positive_int,
+    load_data,
+    settings,
+    write_json,
+)
+
+COMMAND = "rbm"
+MONITOR_SIZE = 1000  # images for the reconstruction error
+PLL_SIZE = 200  # images for the exact pseudo-log-likelihood (V flips each)
+
+
+@dataclasses.dataclass
+class RBMConfig:
+    """The settings of :func:`run`, one per option of ``pyro-deepgen rbm`` (same defaults).
+
+    :param data: ``digits`` (scikit-learn's 8x8 digits, embedded) or ``mnist`` (the IDX files in
+        ``data_root``).
+    :param data_root: folder with the MNIST IDX files.
+    :param hidden: number of hidden units.
+    :param cd_k: Gibbs sweeps of contrastive divergence (CD-k); ignored with ``pcd``.
+    :param pcd: persistent CD (one sweep per update, one chain per batch element).
+    :param epochs: training epochs.
+    :param batch_size: minibatch size.
+    :param lr: learning rate per example (the mean gradient's step size; the optimizer gets
+        ``lr / batch_size`` since the loss is a batch sum).
+    :param momentum: SGD momentum, in [0, 1).
+    :param weight_decay: L2 cost on the weights (not the biases), >= 0.
+    :param sparsity_target: target mean activation of the hidden units, in (0, 1), or None.
+    :param sparsity_cost: weight of the sparsity penalty.
+    :param ais_betas: AIS intermediate distributions, at least 3 (Salakhutdinov & Murray used
+        14500; the default 2000 keeps the shape of their schedule).
+    :param ais_runs: AIS runs, at least 2 (for an error bar).
+    :param gibbs_steps: block-Gibbs sweeps for the fantasy particles.
+    :param chains: MCMC chains for the chain summary.
+    :param chain_samples: draws per chain after as many warm-up sweeps.
+    :param seed: random seed.
+    :param device: torch device.
+    :param out: output folder (replaced atomically once the run is complete).
+    :param progress: show progress bars.
+    """
+
+    data: str = "digits"
+    data_root: Optional[str] = None
+    hidden: int = 500
+    cd_k: int = 1
+    pcd: bool = False
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    sparsity_target: Optional[float] = None
+    sparsity_cost: float = 0.01
+    ais_betas: int = 2000
+    ais_runs: int = 100
+    gibbs_steps: int = 1000
+    chains: int = 4
+    chain_samples: int = 200
+    seed: int = 0
+    device: Union[str, torch.device] = "cpu"
+    out: Union[str, Path] = Path("runs/rbm")
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_data(self)
+        check_positive_int(self, "hidden", "cd_k", "epochs", "batch_size", "ais_betas", "ais_runs",
+                           "gibbs_steps", "chains", "chain_samples")
+        check_positive_float(self, "lr")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum (--momentum) must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay (--weight-decay) must be >= 0, got {self.weight_decay}")
+        if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
+            raise ValueError(f"sparsity_target (--sparsity-target) must be in (0, 1), got "
+                             f"{self.sparsity_target}")
+        if self.ais_betas < 3:
+            raise ValueError(f"ais_betas (--ais-betas) must be at least 3, got {self.ais_betas}")
+        if self.ais_runs < 2:
+            raise ValueError(f"ais_runs (--ais-runs) must be at least 2 for an error bar, got "
+                             f"{self.ais_runs}")
+        check_common(self)
+
+    @property
+    def method(self) -> str:
+        """``"PCD"`` or ``"CD-k"``."""
+        return "PCD" if self.pcd else f"CD-{self.cd_k}"
+
+
+def make_optimizer(rbm: RBM, lr: float, momentum: float, weight_decay: float,
+                   batch_size: int) -> Callable[[Any], torch.optim.Optimizer]:
+    """SGD with momentum for the summed CD loss; L2 decay on the weights only. ``lr`` and
+    ``weight_decay`` are per example: the optimizer gets ``lr / batch_size`` and
+    ``weight_decay * batch_size``."""
+
+    def build(params):
+        return torch.optim.SGD([
+            {"params": [rbm.weight], "weight_decay": weight_decay * batch_size},
+            {"params": [rbm.visible_bias, rbm.hidden_bias], "weight_decay": 0.0},
+        ], lr=lr / batch_size, momentum=momentum)
+
+    return build
+
+
+def monitors(rbm: RBM, x_train: torch.Tensor, x_test: torch.Tensor) -> Dict[str, float]:
+    """Reconstruction error (up to 1000 images) and exact pseudo-log-likelihood (up to 200) per
+    image, of the first training and test images."""
+    out = {}
+    for split, x in (("train", x_train), ("test", x_test)):
+        recon = reconstruction_error(rbm, x[:MONITOR_SIZE])
+        out[f"{split}_reconstruction_error"] = recon.mean().item()
+        pll = pseudo_log_likelihood(rbm, x[:PLL_SIZE])
+        out[f"{split}_pseudo_log_likelihood"] = pll.mean().item()
+    return out
+
+
+def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = True):
+    """The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs` run through
+    ``pyro.infer.MCMC``: ``num_chains`` chains of ``num_samples`` draws after as many warm-up
+    sweeps."""
+    import arviz as az
+    from pyro.infer import MCMC
+
+    rbm = copy.deepcopy(rbm).cpu()  # MCMC's worker processes are forked: keep CUDA out of them
+
+    with warnings.catch_warnings():
+        # on small machines MCMC runs the chains one after another and says so: expected here
+        warnings.filterwarnings("ignore", message="num_chains=.*drawn sequentially")
+        mcmc = MCMC(BlockGibbs(rbm), num_samples=num_samples, warmup_steps=num_samples,
+                    num_chains=num_chains, save_params=list(BlockGibbs.STATISTICS),
+                    disable_progbar=not progress)
+        mcmc.run()
+    return az.summary(az.from_pyro(mcmc), var_names=list(BlockGibbs.STATISTICS))
+
+
+def run(config: RBMConfig) -> Dict[str, Any]:
+    """Train, estimate the log-likelihood, write the files to ``config.out``, print the summary
+    and return the report (the contents of ``report.json``)."""
+    data = load_data(config, binarize="threshold")
+    device = config.device
+    x_train, x_test = data.x_train.to(device), data.x_test.to(device)
+    num_visible = x_train.shape[1]
+
+    pyro.set_rng_seed(config.seed)
+    rbm = RBM(num_visible, config.hidden).to(device)
+    rbm.init_visible_bias(x_train)  # Hinton's guide: the log-odds of the marginals
+    loss = ContrastiveDivergence(k=1 if config.pcd else config.cd_k, persistent=config.pcd,
+                                 sparsity_target=config.sparsity_target,
+                                 sparsity_cost=config.sparsity_cost)
+    per_epoch = []
+    monitor_seconds = [0.0]
+    epoch_seconds = []  # training time of each epoch, without the monitors
+    epoch_start = [0.0]
+
+    def callback(epoch, history):
+        t = time.time()
+        epoch_seconds.append(t - epoch_start[0])
+        metrics = monitors(rbm, x_train, x_test)
+        per_epoch.append(dict(epoch=epoch, loss=history.loss[-1], **metrics))
+        print(f"epoch {epoch:3d}  free-energy gap {history.loss[-1]:8.3f}  reconstruction error "
+              f"{metrics['train_reconstruction_error']:7.3f} / "
+              f"{metrics['test_reconstruction_error']:7.3f}"
+              f"  PLL {metrics['train_pseudo_log_likelihood']:8.3f} / "
+              f"{metrics['test_pseudo_log_likelihood']:8.3f} (train / test)", flush=True)
+        monitor_seconds[0] += time.time() - t
+        epoch_start[0] = time.time()
+
+    with atomic_output_dir(config.out) as out:
+        t0 = epoch_start[0] = time.time()
+        history = fit(rbm, None, x_train, loss=loss, module=rbm, epochs=config.epochs,
+                      batch_size=config.batch_size, seed=config.seed, progress=config.progress,
+                      optimizer=make_optimizer(rbm, config.lr, config.momentum, config.weight_decay,
+                                               config.batch_size),
+                      callback=callback)
+        train_seconds = time.time() - t0 - monitor_seconds[0]  # without the monitors
+        t1 = time.time()
+        log_z, stderr = ais_log_partition(rbm, betas=default_ais_schedule(config.ais_betas),
+                                          num_runs=config.ais_runs, base_rate=x_train)
+        ais_seconds = time.time() - t1
+        report = {
+            "test_log_likelihood": mean_log_likelihood(rbm, x_test, log_z).item(),
+            "train_log_likelihood": mean_log_likelihood(rbm, x_train, log_z).item(),
+            "log_z": log_z.item(),
+            "log_z_stderr": stderr.item(),
+            # the median epoch: the first one also pays one-time costs (torch imports its
+            # compiler stack when the first optimizer is built, about 1.5 s on 2 CPU cores)
+            "seconds_per_epoch": statistics.median(epoch_seconds),
+            "train_seconds": train_seconds,
+            "epochs": history.epochs,
+            "ais_seconds": ais_seconds,
+            "ais_betas": config.ais_betas,
+            "ais_runs": config.ais_runs,
+            "method": config.method,
+            "per_epoch": per_epoch,
+            "test_split": data.test_split,
+            "num_train": int(x_train.shape[0]),
+            "num_test": int(x_test.shape[0]),
+            "settings": settings(config, COMMAND),
+        }
+        summary = chain_summary(rbm, config.chains, config.chain_samples, config.progress)
+        summary.to_csv(out / "chains_summary.csv")
+        (out / "chains_summary.txt").write_text(summary.to_string() + "\n")
+        write_json(out / "report.json", report)
+        torch.save(rbm.state_dict(), out / "rbm.pt")
+        write_figures(rbm, history, config.gibbs_steps, out)
+        print(summary.to_string())
+        print(f"{report['method']}: log Z = {report['log_z']:.2f} +- {report['log_z_stderr']:.2f}"
+              f" (AIS, {config.ais_betas} betas x {config.ais_runs} runs); test log-likelihood "
+              f"{report['test_log_likelihood']:.2f} nats; {report['seconds_per_epoch']:.2f} s "
+              "per epoch")
+    return report
+
+
+def write_figures(rbm: RBM, history: History, gibbs_steps: int, out: Path) -> None:
+    """``samples.png`` (fantasy particles after ``gibbs_steps`` sweeps), ``weights.png`` (the
+    first 100 filters, each scaled to [0, 1]) and ``loss.png``."""
+    shape = image_shape(rbm.num_visible)
+    save_image_grid(rbm.sample(64, num_steps=gibbs_steps), out / "samples.png", shape,
+                    title=f"fantasy particles after {gibbs_steps} Gibbs sweeps")
+    with torch.no_grad():
+        w = rbm.weight[:100]
+        lo, hi = w.min(1, keepdim=True).values, w.max(1, keepdim=True).values
+        filters = (w - lo) / (hi - lo).clamp_min(1e-12)
+    save_image_grid(filters, out / "weights.png", shape, title="filters (rows of W)")
+    save_loss_curve(history.loss, out / "loss.png", ylabel="free-energy gap per image")

@@ -1,0 +1,50 @@
+"""``experiments.diffusion``: ``run(DiffusionConfig)`` with tiny settings, the per-data defaults
+and the checks of the config."""
+import json
+
+import pytest
+import torch
+
+from pyro_deepgen.experiments.diffusion import DEFAULTS, DiffusionConfig, run, top_half_mask
+from pyro_deepgen.models.diffusion_schedules import SCHEDULES
+
+
+def test_run_on_digits_returns_the_report_it_writes(tmp_path):
+    out = tmp_path / "digits"
+    config = DiffusionConfig(data="digits", num_train=64, net="mlp", hidden_dims=(16,), steps=4,
+                             epochs=1, max_test=10, num_samples=4, out=out, progress=False)
+    report = run(config)
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["num_test"] == 10 and report["num_train"] == 64
+    assert len(report["bound_terms_mean"]) == 5  # L_0 .. L_T
+    assert report["test_bound_bits_per_dim"] > 0
+    settings = report["settings"]
+    assert settings["schedule"] == "cosine" and settings["lr"] == DEFAULTS["digits"]["lr"]
+    assert (out / "samples.png").stat().st_size > 0 and (out / "inpainting.png").stat().st_size > 0
+    assert config.schedule is None  # run resolves a copy; the caller's config is unchanged
+
+
+def test_resolved_fills_only_what_was_left_out():
+    config = DiffusionConfig(steps=7).resolved()
+    assert config.steps == 7 and config.schedule == "sohl" and config.net == "mlp"
+    assert DiffusionConfig(data="digits").resolved().net == "unet"
+
+
+def test_top_half_mask():
+    mask = top_half_mask(4, (1, 4, 4))
+    assert mask.shape == (1, 1, 4, 4)
+    assert mask[0, 0, :2].all() and not mask[0, 0, 2:].any()
+    assert torch.equal(top_half_mask(4, (16,)), mask.reshape(1, 16))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(steps=0), r"steps \(--steps\) must be a positive integer"),
+    (dict(schedule="quadratic"), r"schedule \(--schedule\) must be one of " + ", ".join(SCHEDULES)),
+    (dict(net="unet"), r"net='unet' \(--net unet\) needs images"),
+    (dict(data="mnist"), r"--data-root"),
+    (dict(loss="mse"), r"loss \(--loss\)"),
+    (dict(lr=0.0), r"lr \(--lr\) must be positive"),
+])
+def test_config_rejects_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusionConfig(**kwargs)
