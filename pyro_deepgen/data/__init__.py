@@ -17,3 +17,5 @@ from .toy import ENERGIES  # noqa: F401
 from .toy import EnergyModel  # noqa: F401
 from .toy import TOY_DATASETS  # noqa: F401
 from .toy import log_partition_grid  # noqa: F401
+from .checks import check_finite  # noqa: F401
+from .checks import check_unit_interval  # noqa: F401
