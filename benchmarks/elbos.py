@@ -46,6 +46,7 @@ from pyro_deepgen.models import VAE  # noqa: E402
 from pyro_deepgen.models.vae import data_plate  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
 from vae_step import hand_log_weights, hand_written_twin  # noqa: E402
+from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 try:
     import hvi_section
@@ -305,6 +306,7 @@ def main(args) -> Dict[str, Any]:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    require_mnist_root(args.data_root)
     data = load_train_test("mnist", root=args.data_root, binarize="dynamic", seed=args.seed)
     x_train = data.x_train[: cfg["num_train"]]
     x_test = data.x_test[: cfg["num_test"]]

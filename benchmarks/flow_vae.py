@@ -29,6 +29,7 @@ from pyro_deepgen.experiments import write_json
 from pyro_deepgen.guides import AmortizedFlowGuide
 from pyro_deepgen.models import VAE
 from pyro_deepgen.train import fit
+from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 
 def default_root() -> Path:
@@ -94,6 +95,7 @@ def run_one(label, flow, depth, x_train, x_test, args):
 
 def main(args=None):
     args = parse_args(args)
+    require_mnist_root(args.data_root)
     data = load_train_test("mnist", root=str(args.data_root), binarize="dynamic", seed=args.seed)
     x_train, x_test = data.x_train.to(args.device), data.x_test[: args.num_test].to(args.device)
     if args.quick:

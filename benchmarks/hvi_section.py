@@ -34,6 +34,7 @@ from pyro_deepgen.data import load_train_test  # noqa: E402
 from pyro_deepgen.infer import TraceHVI_ELBO  # noqa: E402
 from pyro_deepgen.models import VAE  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
+from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 
 def _default_data_root() -> str:
@@ -150,6 +151,7 @@ def run(args: Any) -> Dict[str, Any]:
     cfg = _config(args)
     device = torch.device(cfg["device"])
     pyro.set_rng_seed(cfg["seed"])
+    require_mnist_root(cfg["data_root"])
     data = load_train_test("mnist", root=cfg["data_root"], binarize="dynamic", seed=cfg["seed"])
     x_train = data.x_train[: cfg["hvi_num_train"]].to(device)
     x_test = data.x_test[: cfg["hvi_num_test"]].to(device)

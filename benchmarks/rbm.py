@@ -43,6 +43,7 @@ from pyro_deepgen.energy.rbm import bernoulli_sample_16bit
 from pyro_deepgen.infer import default_ais_schedule
 from pyro_deepgen.plotting import save_image_grid
 from pyro_deepgen.train import fit
+from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -272,6 +273,7 @@ def main(args):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
+    require_mnist_root(args.data_root)
     data = load_train_test("mnist", args.data_root, binarize="threshold", seed=args.seed)
     x_train, x_test = data.x_train, data.x_test
     if args.quick:

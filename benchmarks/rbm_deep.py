@@ -29,6 +29,7 @@ from pyro_deepgen.energy import DBM, DBN, MeanFieldPCD, ais_log_partition
 from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep, default_ais_schedule
 from pyro_deepgen.models import HelmholtzMachine
 from pyro_deepgen.train import fit
+from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 REPO = Path(__file__).resolve().parent.parent
 # ../shared/data/mnist-5k next to the repository (one level further up from a git worktree)
@@ -187,6 +188,7 @@ PARTS = ("dbn_dbm", "wake_sleep")
 
 
 def load_data(args):
+    require_mnist_root(args.data_root)
     data = load_train_test("mnist", args.data_root, binarize="threshold", seed=args.seed or 0)
     return data.x_train, data.x_test, data.test_split
 

@@ -23,6 +23,7 @@ from pyro_deepgen.train import fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vae_step import hand_log_likelihood, hand_log_weights, hand_written_twin  # noqa: E402
+from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,7 @@ def train_hand(enc, dec, x, epochs, batch, lr, seed):
 def main(args):
     # The first torch optimizer of a process imports torch._dynamo (seconds): do it before timing.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    require_mnist_root(args.data_root)
     data = load_train_test("mnist", args.data_root, binarize="dynamic", seed=0)
     x_train, x_test = data.x_train, data.x_test[: args.test_points]
     pyro.set_rng_seed(args.seed)

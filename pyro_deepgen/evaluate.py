@@ -22,6 +22,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
+from .data.checks import check_finite
 from .infer.particles import draw_particles, guess_max_plate_nesting, log_weights
 from .infer.util import log_mean_exp_of_chunks
 
@@ -40,9 +41,19 @@ def _check_counts(num_samples: int, chunk_size: Optional[int]) -> None:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
 
 
+def _check_data(args, kwargs) -> None:
+    """NaN or inf in any tensor argument (the data) is a ``ValueError`` naming the argument,
+    instead of a distribution's "invalid values" deep inside a trace; once per call."""
+    for i, a in enumerate(args):
+        check_finite(a, f"data argument {i}" if len(args) > 1 else "the data")
+    for k, a in kwargs.items():
+        check_finite(a, f"argument {k!r}")
+
+
 def _local_log_weight_chunks(model, guide, args, kwargs, num_samples, chunk_size, plate_name):
     """Yield ``(P_chunk, N)`` per-data-point log weights; every latent must be local."""
     _check_counts(num_samples, chunk_size)
+    _check_data(args, kwargs)
     chunk_size = chunk_size or _default_chunk_size(args, num_samples)
     max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
     done = 0
@@ -98,6 +109,9 @@ def log_likelihood(
     :param int chunk_size: particles drawn at once (default: sized to the data to bound memory).
     :param str plate_name: name of the data plate (default ``"data"``; ``None`` picks the
         outermost plate shared by all observed sites).
+
+    NaN or inf in a tensor argument raises a ``ValueError`` that names it, counts the bad
+    entries and gives the first index (checked once per call).
     """
     chunks = _local_log_weight_chunks(model, guide, args, kwargs, num_samples, chunk_size,
                                       plate_name)
@@ -138,6 +152,7 @@ def active_units(
     ``num_samples`` Monte Carlo average otherwise. Counts every unit of every latent site inside
     the data plate (leading dimension = data points).
     """
+    _check_data(args, kwargs)
     trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
     count = 0
     for name, site in trace.nodes.items():

@@ -1,5 +1,9 @@
 """Every figure of the package: image grids, loss curves, 2-D latent manifolds, the diffusion
-trajectory of a 2-D data set and the densities of the 2-D flow benchmark."""
+trajectory of a 2-D data set and the densities of the 2-D flow benchmark.
+
+Every figure has a title and labelled axes (an image grid: a caption under it, and column or
+row labels where they say what each column or row is); every function saves a PNG and returns
+the closed :class:`matplotlib.figure.Figure`, so that its texts can be checked."""
 import math
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Tuple
@@ -32,8 +36,20 @@ def save_image_grid(
     shape: Optional[Tuple[int, int]] = None,
     ncol: Optional[int] = None,
     title: Optional[str] = None,
-) -> None:
-    """Save a batch of flattened images ``(n, h*w)`` with values in [0, 1] as a grid PNG."""
+    caption: Optional[str] = None,
+    column_labels: Optional[Sequence[str]] = None,
+    row_labels: Optional[Sequence[str]] = None,
+    ylabel: str = "",
+):
+    """Save a batch of flattened images ``(n, h*w)`` with values in [0, 1] as a grid PNG, filled
+    row by row with ``ncol`` images per row (default: a square grid).
+
+    The figure has a title (``title``, default ``"n images"``) and a caption under the grid as
+    its x-axis label (``caption``, default ``"n images of h x w pixels, row by row"``);
+    ``column_labels`` / ``row_labels`` name the columns (above the grid) and rows (left of it),
+    e.g. which column holds the data and which the reconstruction. Returns the (closed)
+    :class:`matplotlib.figure.Figure`.
+    """
     plt = _pyplot()
     images = images.detach().float().cpu()
     n = images.shape[0]
@@ -48,17 +64,33 @@ def save_image_grid(
         )
     fig, ax = plt.subplots(figsize=(max(2.0, ncol * w / 16), max(2.0, nrow * h / 16)))
     ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
-    if title:
-        ax.set_title(title)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if column_labels is not None:  # tick labels above the grid, one per column
+        ax.set_xticks([1 + c * (w + 1) + (w - 1) / 2 for c in range(ncol)],
+                      [column_labels[c % len(column_labels)] for c in range(ncol)], fontsize=7)
+        ax.xaxis.set_ticks_position("top")
+        ax.tick_params(axis="x", length=0)
+    if row_labels is not None:
+        ax.set_yticks([1 + r * (h + 1) + (h - 1) / 2 for r in range(nrow)],
+                      [row_labels[r % len(row_labels)] for r in range(nrow)], fontsize=7)
+        ax.tick_params(axis="y", length=0)
+    ax.set_title(title or f"{n} images", pad=14 if column_labels is not None else 6)
+    ax.set_xlabel(caption or f"{n} images of {h} x {w} pixels, row by row", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     fig.savefig(path, bbox_inches="tight", dpi=100)
     plt.close(fig)
+    return fig
 
 
 def save_loss_curve(
-    train: Sequence[float], path: Path, val: Sequence[Tuple[int, float]] = (), ylabel: str = "loss"
-) -> None:
-    """Plot the per-epoch training loss (and validation points) to ``path``."""
+    train: Sequence[float], path: Path, val: Sequence[Tuple[int, float]] = (), ylabel: str = "loss",
+    title: str = "training loss per epoch",
+):
+    """Plot the per-epoch training loss (and validation points) to ``path``; returns the (closed)
+    figure."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(range(1, len(train) + 1), train, label="train")
@@ -66,10 +98,12 @@ def save_loss_curve(
         ax.plot([e for e, _ in val], [v for _, v in val], "o-", label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
 def save_manifold(
@@ -79,15 +113,21 @@ def save_manifold(
     shape: Optional[Tuple[int, int]] = None,
     device=None,
     dtype=None,
-) -> None:
+    title: str = "learned 2-D manifold: decoded means E[x|z]",
+):
     """The learned 2-D manifold (Kingma & Welling 2014, Fig. 4): decode a grid of latent values
-    placed at the standard-normal quantiles of an ``n x n`` grid in (0, 1)^2."""
+    placed at the standard-normal quantiles of an ``n x n`` grid in (0, 1)^2; :math:`z_1` grows
+    from left to right and :math:`z_2` from bottom to top (the axes are labelled with the
+    values). Returns the (closed) figure."""
     p = torch.linspace(0.5 / n, 1 - 0.5 / n, n, dtype=torch.float64)
     q = torch.distributions.Normal(0.0, 1.0).icdf(p)
     zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
     with torch.no_grad():
         images = decode_mean(zz.to(device=device, dtype=dtype or torch.float32))
-    save_image_grid(images, path, shape=shape, ncol=n)
+    return save_image_grid(images, path, shape=shape, ncol=n, title=title,
+                           caption="z_1 (columns, standard-normal quantiles)",
+                           column_labels=[f"{v:.1f}" for v in q.tolist()],
+                           row_labels=[f"{v:.1f}" for v in q.flip(0).tolist()], ylabel="z_2 (rows)")
 
 
 def save_diffusion_trajectory(
@@ -96,11 +136,12 @@ def save_diffusion_trajectory(
     reverse: Mapping[int, torch.Tensor],
     title: Optional[str] = None,
     lim: float = 3.0,
-) -> None:
+):
     """Figure 1 of Sohl-Dickstein et al. (2015) for 2-D data: the top row scatters draws of the
     forward process :math:`q(x_t)` at the steps of ``forward`` (``{t: (n, 2) points}``, in
     increasing t), the bottom row the reverse process :math:`p(x_t)` at the steps of ``reverse``
-    (in decreasing t), all on the window ``[-lim, lim]^2``."""
+    (in decreasing t), all on the window ``[-lim, lim]^2``, every panel with its title and axes
+    :math:`x_1`, :math:`x_2`. Returns the (closed) figure."""
     plt = _pyplot()
     columns = max(len(forward), len(reverse))
     fig, axes = plt.subplots(2, columns, figsize=(10 * columns / 3, 6.5), sharex=True, sharey=True,
@@ -111,13 +152,16 @@ def save_diffusion_trajectory(
     for ax, t in zip(axes[1], sorted(reverse, reverse=True)):
         ax.scatter(*reverse[t].detach().cpu().T.numpy(), s=1, alpha=0.5, color="C1")
         ax.set_title(f"reverse p(x_{t}), t = {t}")
+    for ax in axes.flat:
+        ax.set_xlabel("x_1")
+        ax.set_ylabel("x_2")
     axes[0, 0].set_xlim(-lim, lim)
     axes[0, 0].set_ylim(-lim, lim)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title or "diffusion: forward process q (top) and reverse process p (bottom)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return fig
 
 
 def save_flow_densities(
@@ -126,11 +170,14 @@ def save_flow_densities(
     energies: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
     lim: float = 4.0,
     bins: int = 100,
-) -> None:
+    title: str = "true densities exp(-U) and the fitted flows q_K (histograms of draws)",
+):
     """Figure 3 of Rezende & Mohamed (2015): one row per energy :math:`U` (``energies[name]``
     maps ``(..., 2)`` points to :math:`U`), the true density :math:`e^{-U}` on a grid, then a
     2-D histogram of the draws of each fitted flow (``draws[(energy, flow, depth)]``, one column
-    per flow and depth), all on the window ``[-lim, lim]^2``."""
+    per flow and depth), all on the window ``[-lim, lim]^2``. Each panel has its column title
+    and its energy as y label; the figure has ``title`` and the axes :math:`z_1`, :math:`z_2`
+    of the window. Returns the (closed) figure."""
     plt = _pyplot()
     names = list(dict.fromkeys(e for e, _, _ in draws))
     columns = list(dict.fromkeys((f, k) for _, f, k in draws))
@@ -143,7 +190,6 @@ def save_flow_densities(
         density = (-energies[e](grid)).exp()
         axes[i, 0].imshow(density.numpy(), origin="lower", extent=(-lim, lim, -lim, lim),
                           cmap="viridis")
-        axes[i, 0].set_ylabel(e)
         for j, (f, k) in enumerate(columns, start=1):
             z = draws.get((e, f, k))
             if z is not None:
@@ -153,10 +199,16 @@ def save_flow_densities(
     for j, (f, k) in enumerate(columns, start=1):
         axes[0, j].set_title(f"{f} K={k}", fontsize=8)
     axes[0, 0].set_title("exp(-U)", fontsize=8)
+    for i, e in enumerate(names):
+        for j, ax in enumerate(axes[i]):
+            ax.set_ylabel(f"{e}: z_2" if j == 0 else "z_2", fontsize=7)
+            ax.set_xlabel("z_1", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal")
+    fig.suptitle(f"{title}, z in [-{lim:g}, {lim:g}]^2", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return fig

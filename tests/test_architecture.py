@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pyro_deepgen"
 #: top-level module of ``pyro_deepgen``. Keep this table and docs/architecture.rst in step.
 ALLOWED: Dict[str, Set[str]] = {
     "_compat": set(),
+    "_checks": set(),
     "plates": set(),
     "nn": set(),
     "data": set(),
@@ -24,9 +25,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "infer": {"nn", "plates", "distributions"},
     "guides": {"nn", "plates", "distributions", "models"},
     "energy": {"infer", "nn", "plates", "distributions", "train"},
-    "models": {"nn", "plates", "distributions", "infer", "energy"},
+    "models": {"nn", "plates", "distributions", "infer", "energy", "data"},
     "train": {"data"},
-    "evaluate": {"infer", "plates"},
+    "evaluate": {"infer", "plates", "data"},
     "diagnostics": {"infer", "evaluate", "plates"},
     "plotting": set(),
     "experiments": {
@@ -37,8 +38,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "flows2d": set(),  # deprecated alias module of experiments.flows2d (removed in 0.3)
     "__main__": {"cli"},
 }
-#: every layer may import the deprecation helper and the package root (``__version__``)
-ALWAYS = {"_compat", "__init__"}
+#: every layer may import the deprecation helper, the argument checks and the package root
+#: (``__version__``)
+ALWAYS = {"_compat", "_checks", "__init__"}
 
 
 def _module_name(path: Path, package: Path) -> str:

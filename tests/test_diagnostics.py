@@ -220,3 +220,51 @@ def test_vae_guide_and_predictive_to_inference_data():
     assert torch.equal(torch.as_tensor(idata.observed_data["x"].values), x)
     with pytest.raises(ValueError, match="num_samples must be a positive int"):
         guide_to_inference_data(vae.guide, x, num_samples=0)
+
+
+def _linear_gaussian_log_weights(loc_shift, dtype, num_samples=1000):
+    """Log weights of the linear-Gaussian model (tests/linear_gaussian.py) under its exact
+    posterior q*(z|x) = N(M^-1 W^T (x - b), s^2 M^-1), optionally with a shifted mean."""
+    from pyro_deepgen.evaluate import log_importance_weights
+    from tests.linear_gaussian import LinearGaussian
+
+    lg = LinearGaussian(x_dim=5, z_dim=2, noise=0.5, seed=0, dtype=dtype)
+    x = lg.data(20, seed=1)
+    m_inv = torch.linalg.inv(lg.W.T @ lg.W + lg.s**2 * torch.eye(2, dtype=dtype))
+
+    def guide(x):
+        loc = (x - lg.b) @ lg.W @ m_inv.T
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.MultivariateNormal(loc + loc_shift, lg.s**2 * m_inv))
+
+    pyro.set_rng_seed(0)
+    return lg, x, log_importance_weights(lg.model, guide, x, num_samples=num_samples)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_khat_of_the_exact_posterior_is_minus_inf(dtype):
+    """The exact posterior as the guide: every log weight equals log p(x) up to rounding (a
+    spread of 5-25 ulps here, which the former exact-equality rule scored +inf or arbitrarily),
+    so k-hat is -inf for every data point; a slightly wrong guide (mean shifted by 0.05) gives
+    finite values below 0.7, so the rule is not vacuous."""
+    lg, x, lw = _linear_gaussian_log_weights(0.0, dtype)
+    assert (lw - lg.log_marginal(x)).abs().max() < 1e3 * torch.finfo(dtype).eps * 10
+    assert (lw.amax(0) > lw.amin(0)).any()  # not exactly constant: rounding is there
+    assert torch.equal(psis_khat(lw), torch.full((20,), -math.inf, dtype=dtype))
+    _, _, lw_wrong = _linear_gaussian_log_weights(0.05, dtype)
+    khat = psis_khat(lw_wrong)
+    assert torch.isfinite(khat).all() and (khat < 0.7).all()
+
+
+def test_khat_constant_tolerance_is_relative_and_adjustable():
+    """Spread 1e-12 around 5.0 in float64 (about 900 ulps): not constant by default, constant
+    with rtol=1e-11; a column with a zero weight (-inf) is never constant (both go to the Pareto
+    fit, whose answer on such two-valued columns is +inf); a bad rtol is named."""
+    lw = torch.full((100, 2), 5.0, dtype=torch.float64)
+    lw[:50, 0] += 1e-12
+    lw[0, 1] = -math.inf
+    assert (psis_khat(lw) > -math.inf).all()
+    khat = psis_khat(lw, rtol=1e-11)
+    assert khat[0] == -math.inf and khat[1] > -math.inf
+    with pytest.raises(ValueError, match="rtol must be a finite number"):
+        psis_khat(lw, rtol=-1.0)

@@ -66,7 +66,7 @@ def test_nan_loss_names_epoch_and_step_and_keeps_checkpoint(tmp_path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
-    save_checkpoint(path, {"version": 1, "a": 1})
+    save_checkpoint(path, {"version": CHECKPOINT_VERSION, "a": 1})
 
     def broken_save(obj, f):
         f.write(b"partial")
@@ -74,7 +74,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"version": 1, "a": 2})
+        save_checkpoint(path, {"version": CHECKPOINT_VERSION, "a": 2})
     monkeypatch.undo()
     assert load_checkpoint(path)["a"] == 1
     assert [f.name for f in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left
@@ -232,9 +232,10 @@ def test_checkpoint_is_a_plain_versioned_dict(tmp_path):
     ckpt = tmp_path / "run.pt"
     _train(2, ckpt, val_data=_data(50, seed=1))
     state = load_checkpoint(ckpt)
-    assert type(state) is dict and state["version"] == CHECKPOINT_VERSION == 1
+    assert type(state) is dict and state["version"] == CHECKPOINT_VERSION == 2
     assert set(state) == {"version", "epoch", "modules", "param_store", "optimizer", "scheduler", "rng",
-                          "history", "best_value", "best", "bad_evals", "seed"}  # the format of version 1
+                          "history", "best_value", "best", "bad_evals", "seed", "settings",
+                          "loss"}  # the format of version 2
     restored = Checkpoint.from_dict(state, ckpt)
     assert restored.epoch == 2 and restored.history.epochs == 2 and restored.seed == 7
     assert restored.to_dict()["history"] == state["history"]
@@ -242,11 +243,11 @@ def test_checkpoint_is_a_plain_versioned_dict(tmp_path):
 
 def test_checkpoint_of_another_version_is_refused_clearly(tmp_path):
     path = tmp_path / "future.pt"
-    save_checkpoint(path, {"version": 2, "epoch": 1})
-    with pytest.raises(ValueError, match=r"future.pt is a pyro_deepgen checkpoint of format version 2.*delete it"):
+    save_checkpoint(path, {"version": 3, "epoch": 1})
+    with pytest.raises(ValueError, match=r"future.pt is a pyro_deepgen checkpoint of format version 3.*new checkpoint"):
         load_checkpoint(path)
     with pytest.raises(ValueError, match=r"lacks the checkpoint entries"):
-        Checkpoint.from_dict({"version": 1, "epoch": 1}, path)
+        Checkpoint.from_dict({"version": CHECKPOINT_VERSION, "epoch": 1}, path)
 
 
 def test_no_data_trace_elbo_with_annealed_beta():

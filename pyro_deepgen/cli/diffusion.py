@@ -16,6 +16,7 @@ from .._compat import moved_attributes
 from ..experiments.diffusion import MEAN_TYPES, NETS, SCHEDULES, WEIGHTINGS, DiffusionConfig
 from ..experiments.diffusion import run as run_experiment
 from .common import (
+    SIZES_METAVAR,
     add_common_arguments,
     add_data_arguments,
     config_from_args,
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="beta schedule (default: sohl for swissroll, cosine for images)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size")
-    parser.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate")
+    parser.add_argument("--lr", type=positive_float, default=None, metavar="LR",
+                        help="Adam learning rate, finite and > 0 (default: 2e-3; 1e-3 for mnist)")
     parser.add_argument("--loss", choices=WEIGHTINGS, default=None,
                         help="gradient weighting of DiffusionELBO: elbo (the bound) or ddpm "
                              "(epsilon-prediction + 1e-3 bound, the default)")
@@ -46,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net", choices=NETS, default=None,
                         help="network: mlp (TimeMLP; default for swissroll) or unet (images; "
                              "default for digits and mnist)")
-    parser.add_argument("--hidden-dims", type=int_list, default=None,
-                        help="TimeMLP hidden sizes, e.g. 128,128,128")
+    parser.add_argument("--hidden", "--hidden-dims", dest="hidden_dims", type=int_list, default=None,
+                        metavar=SIZES_METAVAR,
+                        help="TimeMLP hidden sizes, comma-separated, at least one (default: "
+                             "128,128,128 swissroll, 256,256,256 digits, 512,512,512 mnist)")
     parser.add_argument("--base-channels", type=positive_int, default=None,
                         help="UNet channels at full resolution (default 16)")
     parser.add_argument("--num-train", type=positive_int, default=None,
@@ -58,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "500 for mnist)")
     parser.add_argument("--num-samples", type=positive_int, default=64,
                         help="samples drawn for the figures (default 64)")
-    add_common_arguments(parser, out_default="results/diffusion")
+    add_common_arguments(parser, out_default="runs/diffusion")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ import argparse
 
 from ..experiments.flows2d import Flows2DConfig
 from ..experiments.flows2d import run as run_experiment
-from .common import add_common_arguments, config_from_args, int_list, positive_float, positive_int
+from .common import SIZES_METAVAR, add_common_arguments, config_from_args, int_list, positive_float, positive_int
 
 HELP = "the 2-D flow benchmark of Rezende & Mohamed (2015)"
 
@@ -24,11 +24,11 @@ def name_list(text: str):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--energies", type=name_list, default=("U1", "U2", "U3", "U4"),
-                        help="comma-separated energies among U1,U2,U3,U4 (default all)")
+                        metavar="U1,U2,...", help="comma-separated energies among U1,U2,U3,U4 (default all)")
     parser.add_argument("--flows", type=name_list, default=("planar", "radial", "nice", "iaf"),
-                        help="comma-separated flows among planar,radial,nice,realnvp,iaf "
+                        metavar="NAME,NAME,...", help="comma-separated flows among planar,radial,nice,realnvp,iaf "
                         "(default planar,radial,nice,iaf)")
-    parser.add_argument("--depths", type=int_list, default=(2, 8, 32),
+    parser.add_argument("--depths", type=int_list, default=(2, 8, 32), metavar=SIZES_METAVAR,
                         help="comma-separated flow depths K (default 2,8,32)")
     parser.add_argument("--steps", type=positive_int, default=300,
                         help="optimizer steps per fit (default 300; the paper: 20000+)")
@@ -37,11 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default min(10000, steps/2); the paper: 10000)")
     parser.add_argument("--particles", type=positive_int, default=256,
                         help="draws from q per step (default 256)")
-    parser.add_argument("--lr", type=positive_float, default=1e-2,
-                        help="learning rate (default 0.01)")
+    parser.add_argument("--lr", type=positive_float, default=1e-2, metavar="LR",
+                        help="learning rate, finite and > 0 (default 0.01)")
     parser.add_argument("--samples", type=positive_int, default=10000,
                         help="draws for the final KL estimate and the figure (default 10000)")
-    add_common_arguments(parser, out_default="results/flows2d")
+    add_common_arguments(parser, out_default="runs/flows2d", resume=False)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -18,32 +18,45 @@ import argparse
 from .._compat import moved_attributes
 from ..experiments.rbm import RBMConfig
 from ..experiments.rbm import run as run_experiment
-from .common import add_common_arguments, add_data_arguments, config_from_args, positive_float, positive_int
+from .common import (
+    SIZES_METAVAR,
+    add_common_arguments,
+    add_data_arguments,
+    config_from_args,
+    int_list,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 
 HELP = "train a restricted Boltzmann machine (CD-k / PCD) and estimate log p(x) by AIS"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
-    parser.add_argument("--hidden", type=positive_int, default=500,
-                        help="number of hidden units (default 500)")
+    parser.add_argument("--hidden", type=int_list, default=500, metavar=SIZES_METAVAR,
+                        help="hidden layer size; an RBM has one hidden layer, so one number "
+                             "(default 500)")
     method = parser.add_mutually_exclusive_group()
-    method.add_argument("--cd-k", type=positive_int, default=1,
+    method.add_argument("--cd-k", type=positive_int, default=1, metavar="K",
                         help="contrastive divergence with K Gibbs sweeps (default CD-1)")
     method.add_argument("--pcd", action="store_true",
                         help="persistent CD (one sweep per update, one chain per batch element)")
     parser.add_argument("--epochs", type=positive_int, default=20, help="default 20")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="default 100")
-    parser.add_argument("--lr", type=positive_float, default=0.05,
+    parser.add_argument("--lr", type=positive_float, default=0.05, metavar="LR",
                         help="learning rate per example (the mean gradient's step size; the "
                              "optimizer gets lr / batch-size since the loss is a batch sum); "
-                             "default 0.05")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4,
-                        help="L2 cost on the weights (not the biases), default 1e-4")
-    parser.add_argument("--sparsity-target", type=float, default=None,
-                        help="target mean activation of the hidden units (default: none)")
-    parser.add_argument("--sparsity-cost", type=float, default=0.01, help="default 0.01")
+                             "finite and > 0, default 0.05")
+    parser.add_argument("--momentum", type=unit_interval(False, True), default=0.9, metavar="M",
+                        help="SGD momentum, in [0, 1) (default 0.9)")
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=1e-4, metavar="W",
+                        help="L2 cost on the weights (not the biases), >= 0, default 1e-4")
+    parser.add_argument("--sparsity-target", type=unit_interval(True, True), default=None, metavar="P",
+                        help="target mean activation of the hidden units, in (0, 1) (default: none)")
+    parser.add_argument("--sparsity-cost", type=nonnegative_float, default=0.01, metavar="C",
+                        help="weight of the sparsity penalty, >= 0, default 0.01")
     parser.add_argument("--ais-betas", type=positive_int, default=2000,
                         help="AIS intermediate distributions (default 2000; the paper used 14500)")
     parser.add_argument("--ais-runs", type=positive_int, default=100,

@@ -10,6 +10,7 @@ from .._compat import moved_attributes
 from ..experiments.vae import BINARIZATIONS, ELBOS, GUIDES, VAEConfig
 from ..experiments.vae import run as run_experiment
 from .common import (
+    SIZES_METAVAR,
     add_common_arguments,
     add_data_arguments,
     config_from_args,
@@ -26,16 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binarize", choices=BINARIZATIONS,
                         default="dynamic", help="binarization of the pixels (default dynamic)")
     parser.add_argument("--z-dim", type=positive_int, default=50, help="latent size (default 50)")
-    parser.add_argument("--hidden", type=int_list, default=(200, 200),
-                        help="hidden layer sizes (default 200,200)")
+    parser.add_argument("--hidden", type=int_list, default=(200, 200), metavar=SIZES_METAVAR,
+                        help="hidden layer sizes, comma-separated, at least one (default 200,200)")
     parser.add_argument("--epochs", type=positive_int, default=50, help="default 50")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="default 100")
-    parser.add_argument("--lr", type=positive_float, default=1e-3,
-                        help="Adam step size (default 1e-3)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR",
+                        help="Adam step size, finite and > 0 (default 1e-3)")
     parser.add_argument("--elbo", choices=ELBOS, default="trace",
                         help="training objective (default trace: Pyro's Trace_ELBO)")
-    parser.add_argument("--particles", type=positive_int, default=1,
-                        help="particles per data point for the multi-sample objectives (default 1)")
+    parser.add_argument("--particles", type=positive_int, default=1, metavar="K",
+                        help="particles per data point for the multi-sample objectives (default 1; "
+                             "--elbo vimco needs at least 2)")
     parser.add_argument("--hvi-steps", type=positive_int, default=4,
                         help="leapfrog steps of --elbo hvi (default 4)")
     parser.add_argument("--guide", choices=GUIDES, default="diagonal",

@@ -69,22 +69,51 @@ def download_mnist(root: str, split: str = "train") -> None:
             )
 
 
+_FIX = ("Pass download=True (command line: --download) to fetch the official files (checked by MD5) "
+        "into root, or point root at the folder that holds them (command line: --data-root DIR; "
+        "torchvision's root/MNIST/raw layout is accepted).")
+
+
 def _missing_error(root: str, split: str) -> FileNotFoundError:
+    """One line: which files of ``split`` are missing, in which folder, the paths searched and
+    the fixes (``download=True`` / ``--download``, or another root)."""
     stems = MNIST_FILES[split]
+    found = find_mnist_files(root, split)
+    missing = " and ".join(f"{stem}[.gz]" for stem, path in zip(stems, found) if path is None)
     searched = [p for stem in stems for p in _candidates(root, stem)]
     listing = ", ".join(searched)
+    if not os.path.isdir(root):
+        where = f"{root} does not exist" if not os.path.exists(root) else f"{root} is not a folder"
+        return FileNotFoundError(
+            f"MNIST {split} files not found: the folder {where} (searched {listing}). {_FIX}"
+        )
     if split == "test" and not has_mnist_split(root, "test") and has_mnist_split(root, "train"):
         return FileNotFoundError(
             f"split='test' needs the t10k files ({stems[0]}[.gz], {stems[1]}[.gz]) but {root} "
             f"holds only the training split (searched {listing}). Use split='train' (for "
             "example load_train_test('mnist', root) holds out a fixed fraction of it as the "
-            "test set), pass download=True, or point root at a folder with the t10k files."
+            "test set), pass download=True (--download), or point root at a folder with the t10k "
+            "files."
         )
     return FileNotFoundError(
-        f"MNIST {split} files not found (searched {listing}). Pass download=True to fetch "
-        "the official files (checked by MD5) into root, or point root at the folder that "
-        "holds them (torchvision's root/MNIST/raw layout is accepted)."
+        f"MNIST {split} files not found in the folder {root}: missing {missing} (searched {listing}). "
+        f"{_FIX}"
     )
+
+
+def check_mnist_files(root: str, split: str = "train") -> Tuple[str, str]:
+    """The paths of the image and label files of ``split`` under ``root`` (see
+    :func:`find_mnist_files`).
+
+    :raises FileNotFoundError: (one line) naming the missing files, the folder, the paths
+        searched and the fixes, when either file is absent.
+    """
+    _check_split(split)
+    root = os.path.expanduser(os.fspath(root))
+    images, labels = find_mnist_files(root, split)
+    if images is None or labels is None:
+        raise _missing_error(root, split)
+    return images, labels
 
 
 def load_mnist(
@@ -106,7 +135,8 @@ def load_mnist(
     :param seed: seed of the stochastic binarization.
     :returns: ``(x, y)``: ``x`` float32 of shape ``(N, rows * cols)`` (``(N, 784)`` for MNIST),
         ``y`` int64 of shape ``(N,)``.
-    :raises FileNotFoundError: if the files are missing (the message lists the paths searched).
+    :raises FileNotFoundError: if the files are missing (the message names the missing files and
+        the folder, lists the paths searched and suggests ``download=True``).
     :raises CorruptDataError: (a :class:`ValueError`) if a file is truncated or corrupt.
     """
     _check_split(split)
@@ -114,9 +144,7 @@ def load_mnist(
     root = os.path.expanduser(os.fspath(root))
     if download:
         download_mnist(root, split)
-    images_path, labels_path = find_mnist_files(root, split)
-    if images_path is None or labels_path is None:
-        raise _missing_error(root, split)
+    images_path, labels_path = check_mnist_files(root, split)
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype.itemsize != 1 or images.dtype.kind != "u":

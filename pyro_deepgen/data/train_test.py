@@ -51,6 +51,7 @@ def load_train_test(
     binarize: Optional[str] = None,
     test_fraction: float = 0.1,
     seed: int = 0,
+    download: bool = False,
 ) -> TrainTestData:
     """Load a data set's training and test sets by one fixed rule.
 
@@ -69,6 +70,9 @@ def load_train_test(
     :param binarize: ``None``/``"none"``, ``"threshold"``, ``"stochastic"`` or ``"dynamic"``.
     :param test_fraction: fraction held out where there is no separate test split.
     :param seed: seed of the hold-out and of the stochastic binarization.
+    :param download: for ``"mnist"``, first fetch the missing official files of both splits
+        into ``root`` (checked by MD5, see :func:`~pyro_deepgen.data.load_mnist`); the test set
+        is then the ``t10k`` files.
     """
     binarize = check_binarize(binarize)
     if name not in DATASETS:
@@ -81,12 +85,12 @@ def load_train_test(
     if root is None:
         raise ValueError(
             "root is required for name='mnist': the folder with train-images-idx3-ubyte[.gz] "
-            "(or use name='digits', the embedded data)"
+            "(or use name='digits', the embedded data; download=True fetches the files into root)"
         )
     root = os.path.expanduser(os.fspath(root))
-    if has_mnist_split(root, "test"):
-        x_train, y_train = load_mnist(root, "train", binarize, seed=seed)
-        x_test, y_test = load_mnist(root, "test", binarize, seed=seed)
+    if download or has_mnist_split(root, "test"):
+        x_train, y_train = load_mnist(root, "train", binarize, download=download, seed=seed)
+        x_test, y_test = load_mnist(root, "test", binarize, download=download, seed=seed)
         folder = os.path.dirname(find_mnist_files(root, "test")[0] or root)
         rule = f"t10k files in {folder}"
         return TrainTestData(x_train, y_train, x_test, y_test, rule, name, binarize)

@@ -9,6 +9,7 @@ from pyro.distributions import constraints
 from pyro.distributions.transforms import AffineTransform, SigmoidTransform
 from pyro.nn import PyroModule, PyroParam, pyro_method
 
+from .._checks import finite_float, non_negative_int, positive_int
 from ..plates import data_plate
 from .transforms import build_flow, flow_family, to_pyro_module_
 
@@ -103,9 +104,10 @@ class FlowDensity(PyroModule):
         if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int)
                                    or levels < 2):
             raise ValueError(f"levels must be an integer >= 2 or None, got {levels!r}")
-        if not 0 <= alpha < 0.5:
+        if not 0 <= finite_float(alpha, "alpha") < 0.5:
             raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
-        self.dim, self.kind, self.depth = int(dim), flow, int(depth)
+        self.dim, self.kind = positive_int(dim, "dim"), flow
+        self.depth = non_negative_int(depth, "depth")
         self.levels, self.alpha = levels, float(alpha)
         layers = build_flow(flow, dim, depth, hidden_dims=hidden_dims, **flow_kwargs)
         to_pyro_module_(layers)  # its parameters are then named "flow.<k>.<name>"

@@ -2,7 +2,7 @@ r"""The training losses of the Boltzmann family: contrastive divergence (CD-k, H
 persistent CD (PCD, Tieleman 2008) for RBMs, mean-field PCD for DBMs (Salakhutdinov & Hinton
 2009), plus the per-epoch monitors: reconstruction error and the exact pseudo-log-likelihood."""
 from functools import partial
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch.nn import functional as F
@@ -111,6 +111,20 @@ class ContrastiveDivergence:
         self._weights_key: Optional[tuple] = None
         self._weights_value: Optional[torch.Tensor] = None
 
+    def state_dict(self) -> Dict[str, Any]:
+        """The state that carries over from one update to the next: the persistent chains, their
+        hidden probabilities from the last update (which PCD-1 reuses) and the sparsity average.
+        :func:`~pyro_deepgen.train.fit` saves it in its checkpoints and restores it with
+        :meth:`load_state_dict`, so that a resumed run follows the uninterrupted one."""
+        return {"chains": self.chains, "chain_probs": self._chain_probs, "mean_activation": self.mean_activation}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the chains' probabilities are taken to belong to the RBM
+        of the next update."""
+        self.reset()
+        self.chains, self._chain_probs = state["chains"], state["chain_probs"]
+        self.mean_activation = state["mean_activation"]
+
     def _negative_samples(self, rbm: RBM, p_start: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``k`` block-Gibbs sweeps h ~ p(h|.) -> v ~ p(v|h) from the hidden probabilities
         ``p_start`` (of the data for CD, of the persistent chains for PCD), with the RBM's own
@@ -133,6 +147,9 @@ class ContrastiveDivergence:
         """The persistent chains' hidden probabilities (PCD); starts the chains at the first
         minibatch (cycled to ``num_chains``) and restarts their probabilities for a new RBM."""
         if self.chains is None or self._chain_owner is not rbm.weight:
+            if self._chain_owner is None and self._chain_probs is not None:  # from load_state_dict
+                self._chain_owner = rbm.weight
+                return self._chain_probs
             if self.chains is None:
                 n = v.shape[0] if self.num_chains is None else self.num_chains
                 idx = torch.arange(n, device=v.device) % v.shape[0]
@@ -371,6 +388,15 @@ class MeanFieldPCD:
         self.num_chains, self.gibbs_steps = num_chains, gibbs_steps
         self.mean_field_steps = mean_field_steps
         self.chains: Optional[State] = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The persistent chains (saved and restored by :func:`~pyro_deepgen.train.fit`'s
+        checkpoints, so that a resumed run follows the uninterrupted one)."""
+        return {"chains": None if self.chains is None else list(self.chains)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.chains = None if state["chains"] is None else tuple(state["chains"])
 
     def __call__(self, model: DBM, guide, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         dbm = model

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._compat import warn_moved
+from .._checks import finite_float, positive_int
 from ..infer.ais import annealed_importance_sampling, default_ais_schedule, log_mean_exp_with_stderr
 from ..infer.util import chunked_log_mean_exp
 from .ais import base_rate_logits
@@ -74,9 +75,9 @@ class DBM(EnergyModel):
     def __init__(self, num_visible: int, num_hidden1: int, num_hidden2: int,
                  init_scale: float = 0.01) -> None:
         super().__init__()
-        sizes = (int(num_visible), int(num_hidden1), int(num_hidden2))
-        if min(sizes) < 1:
-            raise ValueError(f"layer sizes must be positive, got {sizes}")
+        sizes = (positive_int(num_visible, "num_visible"), positive_int(num_hidden1, "num_hidden1"),
+                 positive_int(num_hidden2, "num_hidden2"))
+        finite_float(init_scale, "init_scale", low=0.0)
         self.num_visible, self.num_hidden1, self.num_hidden2 = sizes
         self.weight1 = nn.Parameter(torch.randn(sizes[1], sizes[0]) * init_scale)
         self.weight2 = nn.Parameter(torch.randn(sizes[2], sizes[1]) * init_scale)
@@ -375,8 +376,10 @@ class DoubledRBM(RBM):
     def __init__(self, num_visible: int, num_hidden: int, up: float = 1.0, down: float = 1.0,
                  init_scale: float = 0.01) -> None:
         super().__init__(num_visible, num_hidden, "bernoulli", init_scale)
-        if not (up > 0 and down > 0):
-            raise ValueError(f"up and down must be positive, got {up} and {down}")
+        ok = all(isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a < math.inf
+                 for a in (up, down))
+        if not ok:
+            raise ValueError(f"up and down must be finite numbers > 0, got up={up!r} and down={down!r}")
         self.up, self.down = float(up), float(down)
 
     def hidden_input(self, v: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
+from .._checks import finite_float, positive_ints
 from .._compat import warn_moved
 from ..infer.util import chunked_log_mean_exp
 from .base import EnergyModel
@@ -53,12 +54,13 @@ class DBN(EnergyModel):
 
     def __init__(self, layer_sizes: Sequence[int], init_scale: float = 0.01) -> None:
         super().__init__()
-        sizes = tuple(int(s) for s in layer_sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
+        sizes = positive_ints(layer_sizes, "layer_sizes")
+        if len(sizes) < 2:
             raise ValueError(
                 f"layer_sizes must hold at least two positive sizes (visible, hidden...), "
                 f"got {tuple(layer_sizes)}"
             )
+        finite_float(init_scale, "init_scale", low=0.0)
         self.layer_sizes = sizes
         self.rbms = nn.ModuleList(
             RBM(a, b, init_scale=init_scale) for a, b in zip(sizes[:-1], sizes[1:])

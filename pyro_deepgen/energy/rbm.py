@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import finite_float, one_of, positive_int
 from ..infer.ais import annealed_importance_sampling, default_ais_schedule, log_mean_exp_with_stderr
 from ._kernels import native
 from ._kernels.sparse_matmul import sparse_rows_matmul
@@ -149,14 +150,10 @@ class RBM(EnergyModel):
     def __init__(self, num_visible: int, num_hidden: int, visible: str = "bernoulli",
                  init_scale: float = 0.01) -> None:
         super().__init__()
-        if visible not in VISIBLE_TYPES:
-            raise ValueError(f"visible={visible!r}; use one of {VISIBLE_TYPES}")
-        if int(num_visible) < 1 or int(num_hidden) < 1:
-            raise ValueError(
-                f"num_visible and num_hidden must be positive, got {num_visible} and {num_hidden}"
-            )
-        if not init_scale >= 0:
-            raise ValueError(f"init_scale must be >= 0, got {init_scale}")
+        one_of(visible, "visible", VISIBLE_TYPES)
+        positive_int(num_visible, "num_visible")
+        positive_int(num_hidden, "num_hidden")
+        finite_float(init_scale, "init_scale", low=0.0)
         self.num_visible, self.num_hidden, self.visible = int(num_visible), int(num_hidden), visible
         # stored as the transpose of a (V, H) array: W^T's rows (one per visible unit) are
         # contiguous, so products with sparse binary visible states are sums of rows (see

@@ -17,10 +17,13 @@ module                                      config                              
   line does and raises a one-line :class:`ValueError` that names the field and its option
   (``ais_runs (--ais-runs) must be ...``), so a library caller gets the command's errors;
 - ``run(config) -> dict``: the whole experiment (training, evaluation, the files written to
-  ``config.out``, which is replaced atomically only once the run is complete, and the printed
-  summary). It returns the report, a ``dict`` of plain JSON data (numbers, strings, lists,
-  dicts, ``None``): exactly what it writes to ``report.json``. Its ``settings`` entry is the
-  config (see :func:`~pyro_deepgen.experiments.common.settings`).
+  ``config.out``, and the printed summary). It first claims ``config.out`` with
+  :func:`~pyro_deepgen.experiments.common.prepare_output` (a new or empty folder, or one the
+  package wrote, with ``resume`` or ``overwrite``; a user's folder is refused), checkpoints
+  training there, and moves the final files in only once the run is complete. It returns the
+  report, a ``dict`` of plain JSON data (numbers, strings, lists, dicts, ``None``): exactly
+  what it writes to ``report.json``. Its ``settings`` entry is the config
+  (see :func:`~pyro_deepgen.experiments.common.settings`).
 
 The command (``pyro_deepgen/cli/<name>.py``) only parses the arguments, builds the config and
 calls ``run``. A new experiment is a new module here plus a command file there. Example::

@@ -3,11 +3,12 @@ checks of the settings common to all configs (seed, device, output folder, data)
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import torch
 
@@ -28,11 +29,22 @@ def check_positive_int(config: Any, *names: str) -> None:
 
 
 def check_positive_float(config: Any, *names: str) -> None:
-    """Raise a one-line ValueError naming the first of ``names`` that is not a number > 0."""
+    """Raise a one-line ValueError naming the first of ``names`` that is not a finite number > 0
+    (``inf`` and ``nan`` are refused)."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{_flag(name)} must be positive, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or not value > 0):
+            raise ValueError(f"{_flag(name)} must be a finite positive number, got {value!r}")
+
+
+def check_nonnegative_float(config: Any, *names: str) -> None:
+    """Raise a one-line ValueError naming the first of ``names`` that is not a finite number >= 0."""
+    for name in names:
+        value = getattr(config, name)
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or not value >= 0):
+            raise ValueError(f"{_flag(name)} must be a finite number >= 0, got {value!r}")
 
 
 def check_choice(config: Any, name: str, choices: Iterable[str]) -> None:
@@ -59,10 +71,12 @@ def check_int_tuple(config: Any, name: str, allow_none: bool = False) -> None:
 
 
 def check_common(config: Any) -> None:
-    """Normalize and check the fields every config has: ``seed``, ``device``, ``out`` (a Path)
-    and ``progress``."""
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int):
-        raise ValueError(f"seed (--seed) must be an integer, got {config.seed!r}")
+    """Normalize and check the fields every config has: ``seed``, ``device``, ``out`` (a Path),
+    ``progress``, ``overwrite`` and, for resumable commands, ``resume`` and ``resume_override``
+    (see :func:`check_output_flags`)."""
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed < 2 ** 32:
+        raise ValueError(f"seed (--seed) must be an integer in [0, 2**32) (numpy's and torch's seeds), "
+                         f"got {config.seed!r}")
     try:
         config.device = torch.device(config.device)
     except (RuntimeError, TypeError):
@@ -71,22 +85,46 @@ def check_common(config: Any) -> None:
     if config.device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device (--device) cuda was asked for but CUDA is not available")
     config.out = Path(config.out)
+    check_output_flags(config, resume=hasattr(config, "resume"))
 
 
 def check_data(config: Any, choices: Sequence[str] = DATA_SETS) -> None:
-    """Check ``data`` (one of ``choices``) and that ``mnist`` comes with its ``data_root``."""
+    """Check ``data`` (one of ``choices``), and that ``mnist`` comes with its ``data_root`` holding
+    the training files unless ``download`` (a bool) will fetch them.
+
+    :raises FileNotFoundError: (one line) naming the missing files, the folder and the fixes.
+    """
     check_choice(config, "data", choices)
-    if config.data == "mnist" and config.data_root is None:
-        raise ValueError("data='mnist' (--data mnist) needs data_root (--data-root DIR), the folder "
-                         "with the MNIST IDX files")
+    download = getattr(config, "download", False)
+    if not isinstance(download, bool):
+        raise ValueError(f"download (--download) must be True or False, got {download!r}")
+    if config.data == "mnist":
+        if config.data_root is None:
+            raise ValueError("data='mnist' (--data mnist) needs data_root (--data-root DIR), the folder "
+                             "with the MNIST IDX files (add --download to fetch them into it)")
+        if not download:
+            from ..data.mnist import check_mnist_files
+
+            check_mnist_files(config.data_root, "train")
+
+
+def wrote_line(out: Union[str, Path], names: Iterable[str]) -> str:
+    """``"wrote OUT/report.json, loss.png, ..."``: the files of ``names`` that exist in ``out``,
+    ``report.json`` first, for the last line a command prints."""
+    out = Path(out)
+    present = sorted({n for n in names if (out / n).is_file()}, key=lambda n: (n != "report.json", n))
+    if not present:
+        return f"wrote nothing to {out}"
+    return f"wrote {out / present[0]}" + "".join(f", {n}" for n in present[1:])
 
 
 def load_data(config: Any, binarize: Optional[str] = None):
     """The train/test split of ``config.data`` (see :func:`pyro_deepgen.data.load_train_test`),
-    split with ``config.seed``."""
+    split with ``config.seed``; MNIST files are fetched first when ``config.download``."""
     from ..data import load_train_test
 
-    return load_train_test(config.data, config.data_root, binarize=binarize, seed=config.seed)
+    return load_train_test(config.data, config.data_root, binarize=binarize, seed=config.seed,
+                           download=getattr(config, "download", False))
 
 
 def settings(config: Any, command: str) -> Dict[str, Any]:
@@ -103,28 +141,298 @@ def settings(config: Any, command: str) -> Dict[str, Any]:
     return {"command": command, **fields}
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``out`` and move it to ``out`` only on success.
+MARKER = ".pyro-deepgen-run.json"
+CHECKPOINT = "checkpoint.pt"
+#: a training loss per data point past this stops a command's training (``fit(max_loss=...)``)
+MAX_LOSS = 1e8
 
-    A failed run leaves ``out`` as it was: nothing half-written. An existing ``out`` is
-    replaced only once the new results are complete.
+
+class OutputFolderWarning(UserWarning):
+    """A note about ``--out`` that needs no action to finish the run (a stale temporary folder
+    left by a killed run, a user's file kept in a replaced run folder)."""
+
+
+def _out_error(out: Path, problem: str, advice: str) -> ValueError:
+    return ValueError(f"out (--out) {out}: {problem}; {advice}")
+
+
+def _read_marker(folder: Path) -> Optional[Dict[str, Any]]:
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), list):
+        return None
+    return marker
+
+
+def _write_marker(folder: Path, command: str, files: Iterable[str]) -> None:
+    from .. import __version__
+
+    data = {"command": command, "version": __version__, "files": sorted(set(files)),
+            "about": "written by pyro-deepgen: the files it wrote here; --overwrite deletes only these"}
+    tmp = folder / f".{MARKER}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, folder / MARKER)
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _stale_temporaries(real: Path) -> List[Path]:
+    """Temporary folders of earlier runs to ``real`` whose process no longer runs (a SIGKILL)."""
+    stale = []
+    try:
+        candidates = list(real.parent.glob(f".{real.name}.tmp-*"))
+        if real.is_dir():
+            candidates += list(real.glob(".results.tmp-*"))
+    except OSError:
+        return []
+    for p in candidates:
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and (int(pid) == os.getpid() or _pid_running(int(pid))):
+            continue
+        stale.append(p)
+    return sorted(stale)
+
+
+def _package_temporaries(folder: Path, files: Iterable[str]) -> List[Path]:
+    """Files the package's atomic writers leave in ``folder`` when killed mid-write:
+    ``.NAME.*.tmp`` of a listed file and ``.pyro-deepgen-run.json.tmp-PID``."""
+    found = list(folder.glob(f".{MARKER}.tmp-*"))
+    for name in files:
+        found += list(folder.glob(f".{name}.*.tmp"))
+    return [p for p in found if p.is_file() and not p.is_symlink()]
+
+
+@dataclasses.dataclass
+class RunFolder:
+    """The output folder of one command run, made by :func:`prepare_output`.
+
+    ``path`` is the folder (``--out`` as given), ``checkpoint`` the training checkpoint inside
+    it, ``resume`` whether the run continues from that checkpoint. Files written straight into
+    the folder are recorded with :meth:`record`; final results are written through
+    :meth:`results`.
+    """
+
+    path: Path
+    command: str
+    resume: bool = False
+    real: Path = None  # the folder with symlinks resolved (where the temporaries go)
+    files: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def record(self, *names: str) -> None:
+        """Add ``names`` (files in the folder) to the marker: the package wrote them."""
+        self.files = sorted(set(self.files) | set(names))
+        _write_marker(self.real, self.command, self.files)
+
+    def _temporary(self) -> Path:
+        sibling = self.real.parent / f".{self.real.name}.tmp-{os.getpid()}"
+        try:
+            sibling.mkdir()
+        except OSError:
+            sibling = None
+        if sibling is not None and os.stat(sibling).st_dev == os.stat(self.real).st_dev:
+            return sibling
+        if sibling is not None:  # another file system (a mount point): os.replace cannot move
+            sibling.rmdir()
+        inside = self.real / f".results.tmp-{os.getpid()}"
+        inside.mkdir()
+        return inside
+
+    @contextlib.contextmanager
+    def results(self) -> Iterator[Path]:
+        """Yield an empty temporary folder next to the run folder (``.NAME.tmp-PID``, or inside
+        it when its parent is not writable or on another file system); on success record its
+        files in the marker and move them into the folder one by one with :func:`os.replace`,
+        so a reader sees either the old or the new version of each file, never half of one.
+        On any exception (also ``KeyboardInterrupt`` or ``SystemExit``) the temporary folder is
+        removed and the run folder is left as it was."""
+        tmp = self._temporary()
+        try:
+            yield tmp
+            names = sorted(p.name for p in tmp.iterdir())
+            self.record(*names)
+            for name in names:
+                os.replace(tmp / name, self.real / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare_output(out: Union[str, Path], command: str, overwrite: bool = False,
+                   resume: bool = False) -> RunFolder:
+    """Check and claim the output folder ``out`` of a ``command`` run, before any data are read.
+
+    The one rule of every command:
+
+    - a path that does not exist is created (with its parents);
+    - an empty folder is used;
+    - a folder that this package wrote (it holds the marker ``.pyro-deepgen-run.json``, with the
+      command, the version and the files the package wrote there) is continued with ``resume``,
+      or replaced with ``overwrite``: only the files the marker lists are deleted, a user's other
+      files are kept (and named in an :class:`OutputFolderWarning`). A package folder whose
+      listed files are all gone counts as empty;
+    - anything else (a folder with other files, ``.`` when not empty, a file, a symlink to one)
+      is refused with a one-line :class:`ValueError` naming ``out (--out)``; nothing is deleted.
+
+    The folder is then checked to be writable (a probe file is created and removed) and receives
+    its marker. Temporary folders of earlier runs to ``out`` killed by SIGKILL are named in an
+    :class:`OutputFolderWarning`, never deleted. OS errors become one-line ValueErrors.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    if overwrite and resume:
+        raise ValueError("--resume and --overwrite exclude each other: resume continues the run in out (--out), "
+                         "overwrite replaces it; pass one")
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        return _prepare(out, command, overwrite, resume)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        where = f" ({e.filename})" if e.filename and Path(e.filename) != out else ""
+        raise _out_error(out, f"cannot be used: {reason}{where}",
+                         "choose a folder you can write to") from None
+
+
+def _prepare(out: Path, command: str, overwrite: bool, resume: bool) -> RunFolder:
+    real = out.resolve()
+    if not real.name:
+        raise _out_error(out, "is the root folder", "choose a new or empty folder")
+    if out.is_symlink() and not out.exists():
+        raise _out_error(out, "is a broken symbolic link", "remove it or choose another folder")
+    if out.exists() and not out.is_dir():
+        raise _out_error(out, "is a file, not a folder",
+                         "choose a new or empty folder (the file is left as it is)")
+    stale = _stale_temporaries(real)
+    if stale:
+        warnings.warn(f"out (--out) {out}: left by an earlier run that was killed: "
+                      f"{', '.join(str(p) for p in stale)}; delete them when you no longer need them",
+                      OutputFolderWarning, stacklevel=3)
+    files: List[str] = []
+    if not real.is_dir():
+        if resume:
+            raise _out_error(out, f"does not exist, so there is no {CHECKPOINT} to resume from",
+                             "drop --resume to start a new run")
+        parent = real.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            raise _out_error(out, f"cannot be created: {parent} is a file", "choose another folder")
+        real.mkdir(parents=True)
     else:
-        os.replace(tmp, out)
+        entries = sorted(p.name for p in real.iterdir())
+        marker = _read_marker(real)
+        if marker is None:
+            if entries:
+                shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+                raise _out_error(out, f"is a folder that holds other files ({len(entries)}: {shown})",
+                                 "pyro-deepgen writes only into a new folder, an empty one or one it wrote; "
+                                 "choose another folder (nothing was changed)")
+            if resume:
+                raise _out_error(out, f"is empty: there is no {CHECKPOINT} to resume from",
+                                 "drop --resume to start a new run")
+        else:
+            written = [n for n in marker["files"] if isinstance(n, str) and "/" not in n and n not in (".", "..")]
+            present = [n for n in written if (real / n).is_file() and not (real / n).is_symlink()]
+            earlier = marker.get("command", "?")
+            if resume:
+                if earlier != command:
+                    raise _out_error(out, f"holds a pyro-deepgen {earlier} run, not {command}",
+                                     f"resume it with pyro-deepgen {earlier} or choose another folder")
+                if not (real / CHECKPOINT).is_file():
+                    raise _out_error(out, f"has no {CHECKPOINT} to resume from",
+                                     "drop --resume and pass --overwrite to start afresh")
+                files = written
+            elif present and not overwrite:
+                raise _out_error(out, f"holds the results of an earlier pyro-deepgen {earlier} run",
+                                 "pass --resume to continue it, --overwrite to replace it, or choose "
+                                 "another folder")
+            else:
+                for p in [real / n for n in present] + _package_temporaries(real, written):
+                    p.unlink()
+                (real / MARKER).unlink()
+                kept = sorted(set(entries) - set(present) - {MARKER}
+                              - {p.name for p in _package_temporaries(real, written)})
+                kept = [n for n in kept if (real / n).exists()]
+                if kept:
+                    warnings.warn(f"out (--out) {out}: replaced the earlier run but kept {len(kept)} "
+                                  f"file(s) pyro-deepgen did not write: {', '.join(kept)}",
+                                  OutputFolderWarning, stacklevel=3)
+    probe = real / f".pyro-deepgen-probe-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+    folder = RunFolder(out, command, resume=resume, real=real, files=files)
+    folder.record(*files)
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary folder whose files are moved into ``out`` on success (see
+    :meth:`RunFolder.results`). ``out`` follows the rule of :func:`prepare_output` (with
+    ``overwrite=True``): a folder with other files, or a file, is refused; nothing of a user's
+    is deleted."""
+    with prepare_output(out, "output", overwrite=True).results() as tmp:
+        yield tmp
+
+
+def run_settings(config: Any, command: str) -> Dict[str, Any]:
+    """The settings that define a run, for the checkpoint (``fit(run_settings=...)``): those of
+    :func:`settings` without ``out``, ``progress``, ``resume``, ``overwrite``,
+    ``resume_override`` and ``device`` (which may change when resuming)."""
+    drop = {"out", "progress", "resume", "overwrite", "resume_override", "device"}
+    return {k: v for k, v in settings(config, command).items() if k not in drop}
+
+
+def fit_run_arguments(config: Any, command: str, folder: RunFolder,
+                      overridable: Sequence[str] = ()) -> Dict[str, Any]:
+    """The keyword arguments of :func:`~pyro_deepgen.train.fit` that make a command's training
+    resumable: the checkpoint in the run folder, ``resume``, the :func:`run_settings` that the
+    checkpoint records and a resumed run must match, the settings allowed to differ
+    (``resume_override``; ``overridable`` adds the command's settings that only change what is
+    done after training, such as the evaluation's sample sizes) and the loss bound ``max_loss``
+    (a loss per data point past it stops training, like a non-finite one)."""
+    folder.record(CHECKPOINT)  # listed before it exists: an interrupted run's checkpoint is the package's
+    settings_ = run_settings(config, command)
+    if overridable:
+        settings_["overridable"] = list(overridable)
+    return dict(checkpoint=folder.checkpoint, resume=folder.resume, run_settings=settings_,
+                resume_override=tuple(getattr(config, "resume_override", ())), max_loss=MAX_LOSS)
+
+
+def resume_report(history: Any) -> Dict[str, Any]:
+    """``{"resume_overrides": [...]}``: the settings a resumed run changed (``History.overrides``);
+    empty for a run that changed none."""
+    overrides = list(getattr(history, "overrides", None) or [])
+    return {"resume_overrides": overrides} if overrides else {}
+
+
+def check_output_flags(config: Any, resume: bool = True) -> None:
+    """Normalize and check ``overwrite``, and (with ``resume``) ``resume`` and
+    ``resume_override`` (a comma-separated string or a sequence of setting names)."""
+    for name in ("overwrite",) + (("resume",) if resume else ()):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{_flag(name)} must be True or False, got {getattr(config, name)!r}")
+    if not resume:
+        return
+    value = config.resume_override
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    value = tuple(value)
+    if any(not isinstance(v, str) for v in value):
+        raise ValueError(f"resume_override (--resume-override) must be setting names, got {value!r}")
+    if value and not config.resume:
+        raise ValueError("resume_override (--resume-override) needs resume (--resume)")
+    config.resume_override = value
 
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:

@@ -47,18 +47,22 @@ from ..plotting import save_diffusion_trajectory, save_image_grid
 from ..train import fit
 from .common import (
     DATA_SETS,
-    atomic_output_dir,
     check_choice,
     check_common,
     check_data,
     check_int_tuple,
     check_positive_float,
     check_positive_int,
+    fit_run_arguments,
+    prepare_output,
+    resume_report,
     settings,
     write_json,
 )
 
 COMMAND = "diffusion"
+#: settings used only after training: a resumed run may change them (``--resume-override``)
+AFTER_TRAINING = ("max_test", "num_samples")
 NETS = ("mlp", "unet")
 
 #: per-data values of the settings left as ``None`` (the swiss roll is the paper's Figure 1,
@@ -80,6 +84,7 @@ class DiffusionConfig:
 
     :param data: ``swissroll`` (2-D), ``digits`` (scikit-learn's 8x8) or ``mnist`` (IDX files).
     :param data_root: folder with the MNIST IDX files (for ``data="mnist"``).
+    :param download: fetch the missing official MNIST files into ``data_root`` (checked by MD5).
     :param steps: number of diffusion steps T.
     :param schedule: the beta schedule, one of
         :data:`~pyro_deepgen.models.diffusion_schedules.SCHEDULES`.
@@ -92,20 +97,27 @@ class DiffusionConfig:
         :data:`~pyro_deepgen.models.diffusion.MEAN_TYPES` (``v``: well conditioned at every
         step; ``eps`` as in DDPM).
     :param net: ``mlp`` (TimeMLP) or ``unet`` (images only).
-    :param hidden_dims: TimeMLP hidden sizes.
+    :param hidden_dims: TimeMLP hidden sizes (``--hidden``, also spelled ``--hidden-dims``).
     :param base_channels: UNet channels at full resolution.
     :param num_train: use at most this many training points (swissroll: points drawn, default
         10000).
     :param max_test: evaluate the bound on at most this many test points.
     :param num_samples: samples drawn for the figures.
-    :param seed: random seed.
+    :param seed: random seed, in ``[0, 2**32)``.
     :param device: torch device.
-    :param out: output folder (replaced atomically once the run is complete).
+    :param out: output folder: new, empty, or one this package wrote (see
+        :func:`~pyro_deepgen.experiments.common.prepare_output`); the checkpoint is written there
+        during training, the results once the run is complete.
     :param progress: show progress bars.
+    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
+    :param overwrite: replace the run in ``out`` (only the files this package wrote there).
+    :param resume_override: settings that may differ from the checkpoint's when resuming (e.g.
+        ``("lr", "epochs")``); the changes are recorded in the report.
     """
 
     data: str = "swissroll"
     data_root: Optional[str] = None
+    download: bool = False
     steps: Optional[int] = None
     schedule: Optional[str] = None
     epochs: Optional[int] = None
@@ -121,8 +133,11 @@ class DiffusionConfig:
     num_samples: int = 64
     seed: int = 0
     device: Union[str, torch.device] = "cpu"
-    out: Union[str, Path] = Path("results/diffusion")
+    out: Union[str, Path] = Path("runs/diffusion")
     progress: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_data(self, ("swissroll",) + DATA_SETS)
@@ -162,7 +177,7 @@ def load(config: DiffusionConfig) -> Tuple[torch.Tensor, torch.Tensor, Dict[str,
         x_test = swiss_roll(config.max_test, config.seed + 1)
         split = f"{config.max_test} fresh points (seed {config.seed + 1})"
         return x_train, x_test, {"event_shape": (2,), "data": "continuous", "test_split": split}
-    tt = load_train_test(config.data, config.data_root, seed=config.seed)
+    tt = load_train_test(config.data, config.data_root, seed=config.seed, download=config.download)
     x_train, x_test = tt.x_train, tt.x_test
     if config.num_train is not None:
         x_train = x_train[: config.num_train]
@@ -202,20 +217,35 @@ def top_half_mask(side: int, event_shape: Tuple[int, ...], device=None) -> torch
     return mask.reshape(1, *event_shape)
 
 
+def bound_line(report: Dict[str, Any]) -> str:
+    r"""The test bound as one quantity with one sign: the upper bound on the negative
+    log-likelihood, :math:`-\log p(x_0) \le` ``-test_bound_nats`` nats per data point
+    ``= test_bound_bits_per_dim`` bits per dimension (lower is better), with its standard error."""
+    return (f"test negative log-likelihood bound: -log p(x) <= {-report['test_bound_nats']:.3f} "
+            f"+- {report['test_bound_nats_stderr']:.3f} nats per point = "
+            f"{report['test_bound_bits_per_dim']:.4f} bits/dim (lower is better)")
+
+
 def run(config: DiffusionConfig) -> Dict[str, Any]:
     """Train, evaluate the test bound, write the files to ``config.out``, print the bound and
-    return the report (the contents of ``report.json``)."""
+    return the report (the contents of ``report.json``). The output folder is checked first
+    (:func:`~pyro_deepgen.experiments.common.prepare_output`); training checkpoints to
+    ``out/checkpoint.pt`` after every epoch, and ``resume`` continues from it with the same
+    report as an uninterrupted run."""
+    folder = prepare_output(config.out, COMMAND, overwrite=config.overwrite, resume=config.resume)
     config = config.resolved()
     torch.manual_seed(config.seed)
     x_train, x_test, info = load(config)
     x_train, x_test = x_train.to(config.device), x_test.to(config.device)
     diffusion = build(config, info).to(config.device)
     start = time.time()
-    with atomic_output_dir(config.out) as out:
-        history = fit(diffusion.model, diffusion.guide, x_train, loss=DiffusionELBO(config.loss),
-                      lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-                      seed=config.seed, clip_norm=1.0, lr_schedule=cosine_decay(config.epochs),
-                      progress=config.progress)
+    history = fit(diffusion.model, diffusion.guide, x_train, loss=DiffusionELBO(config.loss),
+                  lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
+                  seed=config.seed, clip_norm=1.0, lr_schedule=cosine_decay(config.epochs),
+                  progress=config.progress, **fit_run_arguments(config, COMMAND, folder, AFTER_TRAINING))
+    # everything after training starts from the seed: a resumed run reports the same numbers
+    torch.manual_seed(config.seed)
+    with folder.results() as out:
         train_seconds = time.time() - start
         diffusion.eval()
         # the bound two ways: one joint forward trajectory per point (= a Trace_ELBO particle;
@@ -238,6 +268,7 @@ def run(config: DiffusionConfig) -> Dict[str, Any]:
             "epochs": history.epochs,
             "train_seconds": train_seconds,
             "settings": settings(config, COMMAND),
+            **resume_report(history),
         }
         if info["data"] == "continuous":
             samples, path = diffusion.sample(max(config.num_samples, 1000), batch_size=1000,
@@ -252,15 +283,18 @@ def run(config: DiffusionConfig) -> Dict[str, Any]:
             side = info["image_side"]
             samples = diffusion.sample(config.num_samples, batch_size=256, progress=config.progress)
             save_image_grid(samples.reshape(len(samples), -1), out / "samples.png",
-                            title=f"{config.data}: diffusion samples (T={config.steps})")
+                            title=f"{config.data}: diffusion samples (T={config.steps})",
+                            caption=f"{len(samples)} draws of the reverse process, row by row")
             shown = x_test[:16]
             mask = top_half_mask(side, info["event_shape"], config.device)
             filled = diffusion.inpaint(shown, mask, progress=config.progress)
             rows = torch.cat([shown, torch.where(mask, shown, torch.full_like(shown, 0.5)), filled])
             save_image_grid(rows.reshape(len(rows), -1), out / "inpainting.png", ncol=len(shown),
-                            title="rows: test images, known top half, inpainted")
+                            title="inpainting: the lower half filled in from the known top half",
+                            row_labels=("test image", "known half", "inpainted"),
+                            caption="each column: one test image")
         report["seconds"] = time.time() - start
         write_json(out / "report.json", report)
-    print(f"test bound: {report['test_bound_nats']:.2f} nats per point, "
-          f"{report['test_bound_bits_per_dim']:.3f} bits/dim; results in {config.out}")
+    print(bound_line(report))
+    print(f"results in {config.out}")
     return report

@@ -46,11 +46,11 @@ from ..distributions.transforms import FLOWS
 from ..plotting import save_flow_densities
 from ..train import fit
 from .common import (
-    atomic_output_dir,
     check_common,
     check_int_tuple,
     check_positive_float,
     check_positive_int,
+    prepare_output,
     settings,
     write_json,
 )
@@ -292,10 +292,13 @@ class Flows2DConfig:
     :param particles: draws from q per step.
     :param lr: learning rate.
     :param samples: draws for the final KL estimate and the figure (at least 2).
-    :param seed: random seed; every fit starts from it.
+    :param seed: random seed, in ``[0, 2**32)``; every fit starts from it.
     :param device: torch device.
-    :param out: output folder (replaced atomically once the run is complete).
+    :param out: output folder: new, empty, or one this package wrote (see
+        :func:`~pyro_deepgen.experiments.common.prepare_output`); written once the run is
+        complete. The benchmark is many short fits and has no checkpoint to resume from.
     :param progress: show a progress bar over the fits.
+    :param overwrite: replace the results in ``out`` (only the files this package wrote there).
     """
 
     energies: Tuple[str, ...] = ("U1", "U2", "U3", "U4")
@@ -308,8 +311,9 @@ class Flows2DConfig:
     samples: int = 10000
     seed: int = 0
     device: Union[str, torch.device] = "cpu"
-    out: Union[str, Path] = Path("results/flows2d")
+    out: Union[str, Path] = Path("runs/flows2d")
     progress: bool = True
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         _names(self, "energies", tuple(ENERGIES), "energy")
@@ -326,7 +330,9 @@ class Flows2DConfig:
 def run(config: Flows2DConfig) -> Dict[str, Any]:
     """Run the benchmark, print the table of KL(q||p), write ``report.json`` (the settings and
     one record of :class:`FitResult` per fit), ``table.md`` and ``flows2d.png`` to
-    ``config.out``, and return the report (the contents of ``report.json``)."""
+    ``config.out``, and return the report (the contents of ``report.json``). The output folder
+    is checked first (:func:`~pyro_deepgen.experiments.common.prepare_output`)."""
+    folder = prepare_output(config.out, COMMAND, overwrite=config.overwrite)
     results, draws = run_benchmark(
         energies=config.energies, flows=config.flows, depths=config.depths, steps=config.steps,
         num_samples=config.samples, num_particles=config.particles, lr=config.lr,
@@ -337,7 +343,7 @@ def run(config: Flows2DConfig) -> Dict[str, Any]:
     print("KL(q||p) = -ELBO + log Z in nats (± Monte Carlo standard error)")
     print(table, end="")
     report = {"settings": settings(config, COMMAND), "results": results_as_dicts(results)}
-    with atomic_output_dir(config.out) as tmp:
+    with folder.results() as tmp:
         write_json(tmp / "report.json", report)
         (tmp / "table.md").write_text(table)
         plot_densities(draws, tmp / "flows2d.png")

@@ -30,11 +30,13 @@ Guide to Training Restricted Boltzmann Machines*, UTML TR 2010-003.
 """
 import copy
 import dataclasses
+import json
+import os
 import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import pyro
 import torch
@@ -52,17 +54,23 @@ from ..infer import default_ais_schedule
 from ..plotting import image_shape, save_image_grid, save_loss_curve
 from ..train import History, fit
 from .common import (
-    atomic_output_dir,
     check_common,
     check_data,
+    check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    fit_run_arguments,
     load_data,
+    prepare_output,
+    resume_report,
     settings,
     write_json,
 )
 
 COMMAND = "rbm"
+#: settings used only after training: a resumed run may change them (``--resume-override``)
+AFTER_TRAINING = ("ais_betas", "ais_runs", "gibbs_steps", "chains", "chain_samples")
+MONITORS = "monitors.json"  # the per-epoch monitors, kept next to the checkpoint for --resume
 MONITOR_SIZE = 1000  # images for the reconstruction error
 PLL_SIZE = 200  # images for the exact pseudo-log-likelihood (V flips each)
 
@@ -74,7 +82,9 @@ class RBMConfig:
     :param data: ``digits`` (scikit-learn's 8x8 digits, embedded) or ``mnist`` (the IDX files in
         ``data_root``).
     :param data_root: folder with the MNIST IDX files.
-    :param hidden: number of hidden units.
+    :param download: fetch the missing official MNIST files into ``data_root`` (checked by MD5).
+    :param hidden: number of hidden units (a one-element sequence, as ``--hidden`` parses it, is
+        taken as its element).
     :param cd_k: Gibbs sweeps of contrastive divergence (CD-k); ignored with ``pcd``.
     :param pcd: persistent CD (one sweep per update, one chain per batch element).
     :param epochs: training epochs.
@@ -84,21 +94,29 @@ class RBMConfig:
     :param momentum: SGD momentum, in [0, 1).
     :param weight_decay: L2 cost on the weights (not the biases), >= 0.
     :param sparsity_target: target mean activation of the hidden units, in (0, 1), or None.
-    :param sparsity_cost: weight of the sparsity penalty.
+    :param sparsity_cost: weight of the sparsity penalty, >= 0.
     :param ais_betas: AIS intermediate distributions, at least 3 (Salakhutdinov & Murray used
         14500; the default 2000 keeps the shape of their schedule).
     :param ais_runs: AIS runs, at least 2 (for an error bar).
     :param gibbs_steps: block-Gibbs sweeps for the fantasy particles.
     :param chains: MCMC chains for the chain summary.
     :param chain_samples: draws per chain after as many warm-up sweeps.
-    :param seed: random seed.
+    :param seed: random seed, in ``[0, 2**32)``.
     :param device: torch device.
-    :param out: output folder (replaced atomically once the run is complete).
+    :param out: output folder: new, empty, or one this package wrote (see
+        :func:`~pyro_deepgen.experiments.common.prepare_output`); the checkpoint (with the PCD
+        chains) and the per-epoch monitors are written there during training, the results once
+        the run is complete.
     :param progress: show progress bars.
+    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
+    :param overwrite: replace the run in ``out`` (only the files this package wrote there).
+    :param resume_override: settings that may differ from the checkpoint's when resuming (e.g.
+        ``("lr", "epochs")``); the changes are recorded in the report.
     """
 
     data: str = "digits"
     data_root: Optional[str] = None
+    download: bool = False
     hidden: int = 500
     cd_k: int = 1
     pcd: bool = False
@@ -118,16 +136,23 @@ class RBMConfig:
     device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/rbm")
     progress: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_data(self)
+        if isinstance(self.hidden, (tuple, list)):  # --hidden 500 parses as (500,)
+            if len(self.hidden) != 1:
+                raise ValueError(f"hidden (--hidden) is the size of the RBM's one hidden layer: give one "
+                                 f"number, e.g. 500; got {self.hidden!r}")
+            self.hidden = self.hidden[0]
         check_positive_int(self, "hidden", "cd_k", "epochs", "batch_size", "ais_betas", "ais_runs",
                            "gibbs_steps", "chains", "chain_samples")
         check_positive_float(self, "lr")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum (--momentum) must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay (--weight-decay) must be >= 0, got {self.weight_decay}")
+        check_nonnegative_float(self, "weight_decay", "sparsity_cost")
         if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
             raise ValueError(f"sparsity_target (--sparsity-target) must be in (0, 1), got "
                              f"{self.sparsity_target}")
@@ -190,9 +215,29 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
     return az.summary(az.from_pyro(mcmc), var_names=list(BlockGibbs.STATISTICS))
 
 
+def _saved_monitors(path: Path) -> list:
+    """The per-epoch monitors an interrupted run wrote (``[]`` if none)."""
+    try:
+        return list(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_json(tmp, data)
+    os.replace(tmp, path)
+
+
 def run(config: RBMConfig) -> Dict[str, Any]:
     """Train, estimate the log-likelihood, write the files to ``config.out``, print the summary
-    and return the report (the contents of ``report.json``)."""
+    and return the report (the contents of ``report.json``). The output folder is checked first
+    (:func:`~pyro_deepgen.experiments.common.prepare_output`); training checkpoints to
+    ``out/checkpoint.pt`` (with the loss's PCD chains) and the monitors to ``out/monitors.json``
+    after every epoch, and ``resume`` continues from them with the same report as an
+    uninterrupted run."""
+    folder = prepare_output(config.out, COMMAND, overwrite=config.overwrite, resume=config.resume)
+    monitors_file = folder.path / MONITORS
     data = load_data(config, binarize="threshold")
     device = config.device
     x_train, x_test = data.x_train.to(device), data.x_test.to(device)
@@ -204,7 +249,8 @@ def run(config: RBMConfig) -> Dict[str, Any]:
     loss = ContrastiveDivergence(k=1 if config.pcd else config.cd_k, persistent=config.pcd,
                                  sparsity_target=config.sparsity_target,
                                  sparsity_cost=config.sparsity_cost)
-    per_epoch = []
+    per_epoch = _saved_monitors(monitors_file) if config.resume else []
+    folder.record(MONITORS)
     monitor_seconds = [0.0]
     epoch_seconds = []  # training time of each epoch, without the monitors
     epoch_start = [0.0]
@@ -213,7 +259,9 @@ def run(config: RBMConfig) -> Dict[str, Any]:
         t = time.time()
         epoch_seconds.append(t - epoch_start[0])
         metrics = monitors(rbm, x_train, x_test)
+        per_epoch[:] = [m for m in per_epoch if m["epoch"] < epoch]
         per_epoch.append(dict(epoch=epoch, loss=history.loss[-1], **metrics))
+        _write_atomically(monitors_file, per_epoch)
         print(f"epoch {epoch:3d}  free-energy gap {history.loss[-1]:8.3f}  reconstruction error "
               f"{metrics['train_reconstruction_error']:7.3f} / "
               f"{metrics['test_reconstruction_error']:7.3f}"
@@ -222,49 +270,54 @@ def run(config: RBMConfig) -> Dict[str, Any]:
         monitor_seconds[0] += time.time() - t
         epoch_start[0] = time.time()
 
-    with atomic_output_dir(config.out) as out:
-        t0 = epoch_start[0] = time.time()
-        history = fit(rbm, None, x_train, loss=loss, module=rbm, epochs=config.epochs,
-                      batch_size=config.batch_size, seed=config.seed, progress=config.progress,
-                      optimizer=make_optimizer(rbm, config.lr, config.momentum, config.weight_decay,
-                                               config.batch_size),
-                      callback=callback)
-        train_seconds = time.time() - t0 - monitor_seconds[0]  # without the monitors
-        t1 = time.time()
-        log_z, stderr = ais_log_partition(rbm, betas=default_ais_schedule(config.ais_betas),
-                                          num_runs=config.ais_runs, base_rate=x_train)
-        ais_seconds = time.time() - t1
-        report = {
-            "test_log_likelihood": mean_log_likelihood(rbm, x_test, log_z).item(),
-            "train_log_likelihood": mean_log_likelihood(rbm, x_train, log_z).item(),
-            "log_z": log_z.item(),
-            "log_z_stderr": stderr.item(),
-            # the median epoch: the first one also pays one-time costs (torch imports its
-            # compiler stack when the first optimizer is built, about 1.5 s on 2 CPU cores)
-            "seconds_per_epoch": statistics.median(epoch_seconds),
-            "train_seconds": train_seconds,
-            "epochs": history.epochs,
-            "ais_seconds": ais_seconds,
-            "ais_betas": config.ais_betas,
-            "ais_runs": config.ais_runs,
-            "method": config.method,
-            "per_epoch": per_epoch,
-            "test_split": data.test_split,
-            "num_train": int(x_train.shape[0]),
-            "num_test": int(x_test.shape[0]),
-            "settings": settings(config, COMMAND),
-        }
-        summary = chain_summary(rbm, config.chains, config.chain_samples, config.progress)
+    t0 = epoch_start[0] = time.time()
+    history = fit(rbm, None, x_train, loss=loss, module=rbm, epochs=config.epochs,
+                  batch_size=config.batch_size, seed=config.seed, progress=config.progress,
+                  optimizer=make_optimizer(rbm, config.lr, config.momentum, config.weight_decay,
+                                           config.batch_size),
+                  callback=callback, **fit_run_arguments(config, COMMAND, folder, AFTER_TRAINING))
+    train_seconds = time.time() - t0 - monitor_seconds[0]  # without the monitors
+    t1 = time.time()
+    # everything after training starts from the seed: a resumed run reports the same numbers
+    pyro.set_rng_seed(config.seed)
+    log_z, stderr = ais_log_partition(rbm, betas=default_ais_schedule(config.ais_betas),
+                                      num_runs=config.ais_runs, base_rate=x_train)
+    ais_seconds = time.time() - t1
+    report = {
+        "test_log_likelihood": mean_log_likelihood(rbm, x_test, log_z).item(),
+        "train_log_likelihood": mean_log_likelihood(rbm, x_train, log_z).item(),
+        "log_z": log_z.item(),
+        "log_z_stderr": stderr.item(),
+        # the median epoch: the first one also pays one-time costs (torch imports its
+        # compiler stack when the first optimizer is built, about 1.5 s on 2 CPU cores);
+        # None when a resumed run had no epoch left to train
+        "seconds_per_epoch": statistics.median(epoch_seconds) if epoch_seconds else None,
+        "train_seconds": train_seconds,
+        "epochs": history.epochs,
+        "ais_seconds": ais_seconds,
+        "ais_betas": config.ais_betas,
+        "ais_runs": config.ais_runs,
+        "method": config.method,
+        "per_epoch": per_epoch,
+        "test_split": data.test_split,
+        "num_train": int(x_train.shape[0]),
+        "num_test": int(x_test.shape[0]),
+        "settings": settings(config, COMMAND),
+        **resume_report(history),
+    }
+    summary = chain_summary(rbm, config.chains, config.chain_samples, config.progress)
+    with folder.results() as out:
         summary.to_csv(out / "chains_summary.csv")
         (out / "chains_summary.txt").write_text(summary.to_string() + "\n")
         write_json(out / "report.json", report)
         torch.save(rbm.state_dict(), out / "rbm.pt")
         write_figures(rbm, history, config.gibbs_steps, out)
-        print(summary.to_string())
-        print(f"{report['method']}: log Z = {report['log_z']:.2f} +- {report['log_z_stderr']:.2f}"
-              f" (AIS, {config.ais_betas} betas x {config.ais_runs} runs); test log-likelihood "
-              f"{report['test_log_likelihood']:.2f} nats; {report['seconds_per_epoch']:.2f} s "
-              "per epoch")
+    print(summary.to_string())
+    per_epoch_time = ("" if report["seconds_per_epoch"] is None
+                      else f"; {report['seconds_per_epoch']:.2f} s per epoch")
+    print(f"{report['method']}: log Z = {report['log_z']:.2f} +- {report['log_z_stderr']:.2f}"
+          f" (AIS, {config.ais_betas} betas x {config.ais_runs} runs); test log-likelihood "
+          f"{report['test_log_likelihood']:.2f} nats{per_epoch_time}; results in {config.out}")
     return report
 
 
@@ -273,10 +326,12 @@ def write_figures(rbm: RBM, history: History, gibbs_steps: int, out: Path) -> No
     first 100 filters, each scaled to [0, 1]) and ``loss.png``."""
     shape = image_shape(rbm.num_visible)
     save_image_grid(rbm.sample(64, num_steps=gibbs_steps), out / "samples.png", shape,
-                    title=f"fantasy particles after {gibbs_steps} Gibbs sweeps")
+                    title=f"fantasy particles after {gibbs_steps} Gibbs sweeps",
+                    caption="visible means p(v=1|h) of 64 independent block-Gibbs chains")
     with torch.no_grad():
         w = rbm.weight[:100]
         lo, hi = w.min(1, keepdim=True).values, w.max(1, keepdim=True).values
         filters = (w - lo) / (hi - lo).clamp_min(1e-12)
-    save_image_grid(filters, out / "weights.png", shape, title="filters (rows of W)")
+    save_image_grid(filters, out / "weights.png", shape, title="filters (rows of W)",
+                    caption=f"weights of the first {len(filters)} hidden units, each scaled to [0, 1]")
     save_loss_curve(history.loss, out / "loss.png", ylabel="free-energy gap per image")

@@ -41,19 +41,24 @@ from ..models import VAE
 from ..plotting import image_shape, save_image_grid, save_loss_curve, save_manifold
 from ..train import History, fit
 from .common import (
-    atomic_output_dir,
     check_choice,
     check_common,
     check_data,
     check_int_tuple,
     check_positive_float,
     check_positive_int,
+    fit_run_arguments,
     load_data,
+    prepare_output,
+    resume_report,
     settings,
     write_json,
+    wrote_line,
 )
 
 COMMAND = "vae"
+#: settings used only after training: a resumed run may change them (``--resume-override``)
+AFTER_TRAINING = ("eval_samples",)
 PSIS_MIN_SAMPLES = 21  # PSIS fits the largest ceil(min(S/5, 3 sqrt(S))) >= 5 weights
 BINARIZATIONS = ("none", "threshold", "stochastic", "dynamic")
 
@@ -71,7 +76,7 @@ def _iwae(estimator: str) -> Callable[[int, int], ELBO]:
 
 
 def _vimco(particles: int, hvi_steps: int) -> ELBO:
-    return TraceVIMCO_ELBO(num_particles=max(2, particles))  # VIMCO's baseline needs K >= 2
+    return TraceVIMCO_ELBO(num_particles=particles)  # VIMCO's baseline needs K >= 2
 
 
 def _hvi(particles: int, hvi_steps: int) -> ELBO:
@@ -91,6 +96,9 @@ ELBOS: Dict[str, Callable[[int, int], ELBO]] = {
     "vimco": _vimco,
     "hvi": _hvi,
 }
+#: The least ``particles`` of the objectives that need more than one (a leave-one-out baseline
+#: is built from the other particles); the objective always gets the ``particles`` asked for.
+MIN_PARTICLES: Dict[str, int] = {"vimco": 2}
 #: q(z|x): the VAE's diagonal Gaussian, or a normalizing flow of the registry on top of it.
 GUIDES: Tuple[str, ...] = ("diagonal",) + tuple(FLOWS)
 
@@ -112,6 +120,7 @@ class VAEConfig:
         ``data_root``).
     :param data_root: folder with the MNIST IDX files; the test set is the t10k files when
         present, else a seeded 10% hold-out.
+    :param download: fetch the missing official MNIST files into ``data_root`` (checked by MD5).
     :param binarize: ``none``, ``threshold``, ``stochastic`` or ``dynamic`` (a fresh Bernoulli
         draw of every image each epoch).
     :param z_dim: latent size.
@@ -120,19 +129,28 @@ class VAEConfig:
     :param batch_size: minibatch size.
     :param lr: Adam step size.
     :param elbo: the training objective, a key of :data:`ELBOS`.
-    :param particles: particles per data point for the multi-sample objectives.
+    :param particles: particles per data point for the multi-sample objectives (at least
+        :data:`MIN_PARTICLES` of the objective: 2 for ``vimco``).
     :param hvi_steps: leapfrog steps of ``elbo="hvi"``.
     :param guide: ``diagonal`` or a flow family of :data:`GUIDES`.
     :param flow_depth: number of flow layers K of a flow guide.
     :param eval_samples: importance samples K of the test log-likelihood.
-    :param seed: random seed (data split, initialization, training, evaluation).
+    :param seed: random seed (data split, initialization, training, evaluation), in
+        ``[0, 2**32)``.
     :param device: torch device.
-    :param out: output folder (replaced atomically once the run is complete).
+    :param out: output folder: new, empty, or one this package wrote (see
+        :func:`~pyro_deepgen.experiments.common.prepare_output`); the checkpoint is written there
+        during training, the results once the run is complete.
     :param progress: show progress bars.
+    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
+    :param overwrite: replace the run in ``out`` (only the files this package wrote there).
+    :param resume_override: settings that may differ from the checkpoint's when resuming (e.g.
+        ``("lr", "epochs")``); the changes are recorded in the report.
     """
 
     data: str = "digits"
     data_root: Optional[str] = None
+    download: bool = False
     binarize: str = "dynamic"
     z_dim: int = 50
     hidden: Tuple[int, ...] = (200, 200)
@@ -149,6 +167,9 @@ class VAEConfig:
     device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/vae")
     progress: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_data(self)
@@ -158,6 +179,11 @@ class VAEConfig:
         check_int_tuple(self, "hidden")
         check_positive_float(self, "lr")
         check_choice(self, "elbo", ELBOS)
+        least = MIN_PARTICLES.get(self.elbo, 1)
+        if self.particles < least:
+            raise ValueError(f"particles (--particles) must be at least {least} for elbo={self.elbo!r} "
+                             f"(--elbo {self.elbo}): its leave-one-out baseline is built from the other "
+                             f"particles; got {self.particles}")
         check_choice(self, "guide", GUIDES)
         check_common(self)
 
@@ -176,7 +202,11 @@ def make_guide(config: VAEConfig, x_dim: int, vae: VAE):
 
 def run(config: VAEConfig) -> Dict[str, Any]:
     """Train, evaluate (see the module doc), write the files to ``config.out``, print the summary
-    and return the report (the contents of ``report.json``)."""
+    and return the report (the contents of ``report.json``). The output folder is checked first
+    (:func:`~pyro_deepgen.experiments.common.prepare_output`); training checkpoints to
+    ``out/checkpoint.pt`` after every epoch, and ``resume`` continues from it with the same
+    report as an uninterrupted run."""
+    folder = prepare_output(config.out, COMMAND, overwrite=config.overwrite, resume=config.resume)
     binarize = None if config.binarize == "none" else config.binarize
     data = load_data(config, binarize)
     device = config.device
@@ -191,29 +221,31 @@ def run(config: VAEConfig) -> Dict[str, Any]:
         guide_module.to(device)
     elbo = make_elbo(config.elbo, config.particles, config.hvi_steps)
 
-    with atomic_output_dir(config.out) as out:
-        t0 = time.time()
-        history = fit(
-            vae.model, guide, x_train, loss=elbo, module=guide_module, lr=config.lr,
-            epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-            binarize="dynamic" if binarize == "dynamic" else None,
-            checkpoint=out / "checkpoint.pt", progress=config.progress,
-        )
-        train_seconds = time.time() - t0
-        report = evaluate_vae(vae, guide, x_train, x_test, config.eval_samples)
-        report.update(
-            epochs=history.epochs,
-            seconds=time.time() - t0,
-            train_seconds=train_seconds,
-            train_loss=history.loss,
-            test_split=data.test_split,
-            num_train=int(x_train.shape[0]),
-            num_test=int(x_test.shape[0]),
-            settings=settings(config, COMMAND),
-        )
+    t0 = time.time()
+    history = fit(
+        vae.model, guide, x_train, loss=elbo, module=guide_module, lr=config.lr,
+        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+        binarize="dynamic" if binarize == "dynamic" else None, progress=config.progress,
+        **fit_run_arguments(config, COMMAND, folder, AFTER_TRAINING),
+    )
+    train_seconds = time.time() - t0
+    report = evaluate_vae(vae, guide, x_train, x_test, config.eval_samples)
+    report.update(
+        epochs=history.epochs,
+        seconds=time.time() - t0,
+        train_seconds=train_seconds,
+        train_loss=history.loss,
+        test_split=data.test_split,
+        num_train=int(x_train.shape[0]),
+        num_test=int(x_test.shape[0]),
+        settings=settings(config, COMMAND),
+        **resume_report(history),
+    )
+    with folder.results() as out:
         write_json(out / "report.json", report)
         write_figures(vae, x_test, history, out)
-        print_summary(report)
+    print_summary(report)
+    print(wrote_line(config.out, folder.files))
     return report
 
 
@@ -244,11 +276,14 @@ def evaluate_vae(vae: VAE, guide, x_train: torch.Tensor, x_test: torch.Tensor,
 def write_figures(vae: VAE, x_test: torch.Tensor, history: History, out: Path) -> None:
     """``samples.png``, ``reconstructions.png``, ``loss.png`` and (2-D latents) ``manifold.png``."""
     shape = image_shape(vae.x_dim)
-    save_image_grid(vae.sample(64), out / "samples.png", shape, title="samples E[x|z], z ~ p(z)")
+    save_image_grid(vae.sample(64), out / "samples.png", shape, title="samples E[x|z], z ~ p(z)",
+                    caption="64 draws of z from the prior, decoded to the Bernoulli means")
     x = x_test[:32]
     pairs = torch.stack([x, vae.reconstruct(x)], dim=1).reshape(-1, vae.x_dim)
     save_image_grid(pairs, out / "reconstructions.png", shape, ncol=8,
-                    title="test images and their reconstructions")
+                    title="test images (data) and their reconstructions (recon)",
+                    column_labels=("data", "recon"),
+                    caption="columns alternate: a test image x, then its reconstruction E[x|z], z = mean of q(z|x)")
     save_loss_curve(history.loss, out / "loss.png", history.val, ylabel="-ELBO per data point")
     if vae.z_dim == 2:
         p = next(vae.parameters())

@@ -7,6 +7,7 @@ import torch
 from pyro.nn import PyroModule
 from torch.nn import functional as F
 
+from .._checks import finite_float, non_negative_int, positive_int, positive_ints
 from ..distributions.transforms import build_flow, condition, flow_family, to_pyro_module_
 from ..models.vae import VAE
 from ..plates import data_plate
@@ -92,16 +93,14 @@ class AmortizedFlowGuide(PyroModule):
     ) -> None:
         super().__init__(name=name)
         flow_family(flow, "flow")
-        for arg, value in (("x_dim", x_dim), ("z_dim", z_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        self.x_dim, self.z_dim, self.site = x_dim, z_dim, site
-        self.flow_kind, self.depth = flow, depth
-        self.hidden_dims = tuple(int(h) for h in hidden_dims)
+        self.x_dim, self.z_dim = positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
+        self.site = site
+        self.flow_kind, self.depth = flow, non_negative_int(depth, "depth")
+        self.hidden_dims = positive_ints(hidden_dims, "hidden_dims")
         if context_dim is None:
             context_dim = self.hidden_dims[-1] if self.hidden_dims else 2 * z_dim
-        self.context_dim = int(context_dim)
-        self.min_scale = float(min_scale)
+        self.context_dim = positive_int(context_dim, "context_dim")
+        self.min_scale = finite_float(min_scale, "min_scale", low=0.0)
         self.flow = build_flow(flow, z_dim, depth, self.context_dim, flow_hidden_dims, **flow_kwargs)
         self.encoder = MLP(x_dim, self.hidden_dims, (z_dim, z_dim, self.context_dim), activation)
         to_pyro_module_(self)

@@ -9,6 +9,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
 from torch.distributions import AffineTransform, ComposeTransform
 
+from .._checks import finite_float, non_negative_int, positive_ints
 from ..distributions.transforms import FLOWS, build_flow, flow_family, to_pyro_module_
 
 
@@ -69,10 +70,10 @@ class AutoFlow(AutoContinuous):
         **flow_kwargs,
     ) -> None:
         flow_family(flow, "flow")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be a non-negative int, got {depth!r}")
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
+        non_negative_int(depth, "depth")
+        finite_float(init_scale, "init_scale", low=0.0, strict=True)
+        if hidden_dims is not None:
+            hidden_dims = positive_ints(hidden_dims, "hidden_dims")
         self.flow_kind, self.depth, self._init_scale = flow, depth, float(init_scale)
         self._hidden_dims = hidden_dims
         self._flow_kwargs = flow_kwargs

@@ -93,12 +93,17 @@ class TraceIWAE_ELBO(ParticleELBO):
       parameters get the usual :math:`\sum_k\tilde w_k\nabla_\theta w_k`. Equal to ``"stl"``
       at :math:`K=1`. Not available with ``nested=True``.
 
-    STL and DReG need every latent guide site to be reparameterizable (``has_rsample``), and
-    every guide parameter to be a ``pyro.param`` (this includes
-    :class:`~pyro.nn.PyroModule` parameters and modules registered with ``pyro.module``): the
-    guide is re-run at the drawn values with those parameters frozen. Its distributions must
-    then evaluate ``log_prob`` at a value that is not the cached output of their own
-    ``rsample`` (flows need an inverse). Model parameters used inside the guide are frozen too.
+    STL and DReG need every latent guide site to be reparameterizable (``has_rsample``). The
+    stopped :math:`\log q_{\bot(\phi)}` comes from a second run of the guide at the drawn
+    values with the gradient of every tensor its densities depend on stopped: the leaves of the
+    autograd graph of the drawn sites (``pyro.param``, :class:`~pyro.nn.PyroModule` and
+    ``pyro.module`` parameters, unregistered ``nn.Module`` parameters, plain tensors with
+    ``requires_grad``, the parameters of flows), not the param store. A density that reaches a
+    tensor requiring grad through a graph built *outside* the guide (e.g. ``loc = net(x)``
+    computed once and captured) cannot be stopped and raises a ``ValueError`` naming the site.
+    The distributions must evaluate ``log_prob`` at a value that is not the cached output of
+    their own ``rsample`` (flows need an inverse). Model parameters used inside the guide are
+    stopped too.
 
     :param int num_particles: :math:`K` (global particles when ``nested=True``). Default 2.
     :param str estimator: ``"iwae"`` (default), ``"stl"`` or ``"dreg"``.

@@ -7,8 +7,8 @@ with :func:`draw_particles`: the guide and the replayed model run once inside an
 
 * without the reparameterization path (``pathwise=False``: the score-function estimators),
 * in the nested layout of global and local particles (``num_local_particles``),
-* with the guide re-scored at the drawn values with its parameters frozen
-  (``rescore_guide=True``: STL and DReG).
+* with the guide re-scored at the drawn values with the gradient of every tensor its densities
+  depend on stopped (``rescore_guide=True``: STL and DReG).
 
 :func:`find_data_plate` locates the data plate and :func:`site_log_prob_per_datapoint` reduces
 one site's ``log_prob`` to shape ``(P, N)`` (one entry per particle and data point) or
@@ -17,6 +17,7 @@ one site's ``log_prob`` to shape ``(P, N)`` (one entry per particle and data poi
 without shifting the random state.
 """
 import contextlib
+import warnings
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import pyro
@@ -119,26 +120,86 @@ class GradScaleHolder:
         self.scale: Optional[torch.Tensor] = None
 
 
-@contextlib.contextmanager
-def _frozen_params(trace: poutine.Trace) -> Iterator[None]:
-    """Temporarily set ``requires_grad=False`` on the leaf tensors of every ``pyro.param`` in
-    ``trace`` (``PyroModule`` parameters and ``pyro.module`` parameters included)."""
-    leaves = []
-    for site in trace.nodes.values():
-        if site["type"] != "param":
+def _leaves(roots: Sequence[torch.Tensor], stop: type = type(None)) -> Dict[int, torch.Tensor]:
+    """The leaf tensors requiring grad that ``roots`` depend on, found by walking their autograd
+    graph; the walk does not pass through nodes of type ``stop``."""
+    found: Dict[int, torch.Tensor] = {}
+    stack = [r.grad_fn for r in roots if torch.is_tensor(r) and r.grad_fn is not None]
+    stack += [r for r in roots if torch.is_tensor(r) and r.is_leaf and r.requires_grad]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if torch.is_tensor(node):  # a root that is itself a leaf
+            found[id(node)] = node
             continue
-        value = site["value"]
-        unconstrained = getattr(value, "unconstrained", None)
-        leaf = unconstrained() if callable(unconstrained) else value
-        if torch.is_tensor(leaf) and leaf.is_leaf and leaf.requires_grad:
-            leaves.append(leaf)
+        if node in seen or isinstance(node, stop):
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad
+        if leaf is not None:
+            found[id(leaf)] = leaf
+            continue
+        stack.extend(n for n, _ in node.next_functions if n is not None)
+    return found
+
+
+@contextlib.contextmanager
+def _stopped(leaves: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Temporarily set ``requires_grad=False`` on ``leaves``. ``pyro.module``'s warning about
+    parameters "not registered ... because requires_grad=False" is silenced meanwhile: the
+    parameters are registered already, by the run that drew the particles."""
     for leaf in leaves:
         leaf.requires_grad_(False)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*was not registered in the param store because requires_grad"
+            )
+            yield
     finally:
         for leaf in leaves:
             leaf.requires_grad_(True)
+
+
+def _rescore_guide(
+    guide: Callable, guide_trace: poutine.Trace, replay_trace: poutine.Trace, args, kwargs
+) -> poutine.Trace:
+    r"""The guide re-run at the replayed values with every tensor its densities depend on
+    stopped: :math:`\log q_{\bot(\phi)}(z)`.
+
+    The tensors to stop are the leaves of the autograd graph of the drawn trace's values and
+    ``log_prob``\ s (``pyro.param``\ s, ``PyroModule`` and ``pyro.module`` parameters, unregistered
+    ``nn.Module`` parameters, plain tensors with ``requires_grad``), so nothing depends on the
+    param store. A site of the re-run whose density still reaches a tensor requiring grad other
+    than through the replayed values (a parameter computed outside the guide, whose graph is
+    already built) is an error naming the site.
+    """
+    roots = [
+        site[key] for site in guide_trace.nodes.values()
+        if site["type"] == "sample" and not site["is_observed"]
+        for key in ("log_prob", "value")  # a volume-preserving flow's inverse is in the value
+    ]
+    leaves = list(_leaves(roots).values())
+    with _stopped(leaves):
+        rescored = poutine.trace(poutine.replay(guide, trace=replay_trace)).get_trace(
+            *args, **kwargs
+        )
+        rescored = prune_subsample_sites(rescored)
+        # inside: conditioned flows compute their parameters lazily, in log_prob
+        _compute_log_prob(rescored)
+    for name, site in rescored.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        unstopped = _leaves([site["log_prob"]], stop=_GradScale._backward_cls)
+        if unstopped:
+            shapes = [tuple(t.shape) for t in unstopped.values()]
+            raise ValueError(
+                f"guide site {name!r}: its density depends on tensors requiring grad (shapes "
+                f"{shapes}) through a graph built outside the guide, so STL/DReG cannot stop "
+                "their gradient; compute the distribution's parameters inside the guide "
+                "(from pyro.param, an nn.Module or leaf tensors), or use estimator='iwae'"
+            )
+    return rescored
 
 
 def _compute_log_prob(trace: poutine.Trace) -> None:
@@ -162,7 +223,7 @@ class ParticleTraces(NamedTuple):
 
     model: poutine.Trace
     guide: poutine.Trace
-    # the guide re-run at the same values with its parameters frozen (path derivative only)
+    # the guide re-run at the same values with its parameters stopped (path derivative only)
     guide_rescored: Optional[poutine.Trace]
     # one GradScaleHolder per latent guide site (only with rescore_guide=True)
     holders: Dict[str, GradScaleHolder]
@@ -199,7 +260,8 @@ def draw_particles(
     :param str plate_name: the data plate (used by the nested layout only).
     :param bool rescore_guide: replay fresh views of the guide's latent values (each passed
         through a gradient-scaling identity, see :class:`GradScaleHolder`) into the model and
-        into a second run of the guide whose parameters are frozen: its ``log_prob`` is
+        into a second run of the guide with the gradient of every tensor its densities depend
+        on stopped (found in the autograd graph, not in the param store): its ``log_prob`` is
         :math:`\log q_{\bot(\phi)}(z)`, differentiable in :math:`z` only (STL/DReG). The values
         are fresh tensors so that transforms never answer from their cache.
     :param bool prune: drop the plates' subsample sites (keep them to replay the same minibatch
@@ -234,17 +296,12 @@ def draw_particles(
         *args, **kwargs
     )
     rescored = None
-    if rescore_guide:
-        with _frozen_params(guide_trace):
-            rescored = poutine.trace(poutine.replay(wrap(guide), trace=replay_trace)).get_trace(
-                *args, **kwargs
-            )
-        rescored = prune_subsample_sites(rescored)
-        _compute_log_prob(rescored)
     if prune:
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
     _compute_log_prob(guide_trace)
+    if rescore_guide:
+        rescored = _rescore_guide(wrap(guide), guide_trace, replay_trace, args, kwargs)
     _compute_log_prob(model_trace)
     return ParticleTraces(model_trace, guide_trace, rescored, holders)
 

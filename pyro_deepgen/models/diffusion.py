@@ -7,6 +7,7 @@ variational bound. :meth:`GaussianDiffusion.training_loss` (used by
 time step and closed-form Gaussian KL terms.
 """
 import math
+import numbers
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pyro
@@ -17,9 +18,11 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._checks import one_of, positive_int, positive_ints
 from ..distributions.discretized_normal import DiscretizedNormal
 from .diffusion_schedules import make_schedule, schedule_coefficients
 from ..plates import data_plate
+from ._inputs import check_batch
 
 MEAN_TYPES = ("eps", "v", "x0", "mean")
 VAR_TYPES = ("learned_range", "learned", "fixed_small", "fixed_large")
@@ -171,23 +174,29 @@ class GaussianDiffusion(PyroModule):
             raise TypeError(
                 f"net must be an nn.Module called as net(x_t, t), got {type(net).__name__}"
             )
-        for name, value, allowed in (
-            ("mean_type", mean_type, MEAN_TYPES),
-            ("var_type", var_type, VAR_TYPES),
-            ("data", data, DATA_TYPES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r}; use one of {allowed}")
-        if data == "discrete" and int(num_levels) < 2:
-            raise ValueError(f"num_levels must be at least 2, got {num_levels}")
-        shape = [event_shape] if isinstance(event_shape, int) else event_shape
-        self.event_shape = torch.Size(shape)
-        if len(self.event_shape) == 0 or any(d < 1 for d in self.event_shape):
-            raise ValueError(f"event_shape must be non-empty and positive, got {event_shape}")
+        one_of(mean_type, "mean_type", MEAN_TYPES)
+        one_of(var_type, "var_type", VAR_TYPES)
+        one_of(data, "data", DATA_TYPES)
+        if data == "discrete" and (positive_int(num_levels, "num_levels") < 2):
+            raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
+        if not isinstance(learn_schedule, bool):
+            raise ValueError(f"learn_schedule must be True or False, got {learn_schedule!r}")
+        integer = isinstance(event_shape, numbers.Integral) and not isinstance(event_shape, bool)
+        shape = (event_shape,) if integer else event_shape
+        self.event_shape = torch.Size(positive_ints(shape, "event_shape", allow_empty=False))
         if isinstance(schedule, str):
-            betas = make_schedule(schedule, num_steps)
-        else:
+            betas = make_schedule(schedule, positive_int(num_steps, "num_steps"))
+        elif torch.is_tensor(schedule) or isinstance(schedule, (list, tuple)):
             betas = torch.as_tensor(schedule, dtype=torch.float64).detach().cpu()
+            if betas.dim() != 1 or len(betas) == 0:
+                raise ValueError(
+                    f"schedule must be a name or a 1-D tensor of betas, got shape {tuple(betas.shape)}"
+                )
+        else:
+            raise ValueError(
+                f"schedule must be a name ('sohl', 'linear', 'cosine') or a 1-D tensor of betas, "
+                f"got {schedule!r}"
+            )
         self.schedule_name = schedule if isinstance(schedule, str) else "custom"
         self.num_steps = len(betas)
         self.mean_type, self.var_type, self.data = mean_type, var_type, data
@@ -252,6 +261,8 @@ class GaussianDiffusion(PyroModule):
         """Data -> chain coordinates (``2 x - 1`` for discrete data), checking the values of the
         entries where ``known`` is True (all by default)."""
         self._check_shape(x0, "x0")
+        if known is None:  # dtype and NaN/inf: one reduction per batch
+            check_batch(self, x0, "x0", "GaussianDiffusion")
         if self.data == "continuous":
             return x0
         vals = x0 if known is None else x0[known.expand_as(x0)]

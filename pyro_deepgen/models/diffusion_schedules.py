@@ -9,12 +9,13 @@ from typing import Dict
 
 import torch
 
+from .._checks import positive_int
+
 SCHEDULES = ("sohl", "linear", "cosine")
 
 
 def _check_steps(num_steps: int) -> None:
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    positive_int(num_steps, "num_steps")
 
 
 def sohl_schedule(num_steps: int, max_beta: float = 0.999) -> torch.Tensor:

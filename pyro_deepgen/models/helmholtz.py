@@ -8,8 +8,10 @@ from pyro.nn import PyroModule, PyroParam
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from .._checks import positive_int, positive_ints
 from ..energy.rbm import MAX_ENUMERATED_UNITS, binary_states
 from ..plates import data_plate
+from ._inputs import check_batch
 
 
 class HelmholtzMachine(PyroModule):
@@ -35,7 +37,8 @@ class HelmholtzMachine(PyroModule):
     :func:`pyro_deepgen.evaluate.log_likelihood`. The latents are discrete, so the
     reparameterized ELBOs do not apply.
 
-    :param int x_dim: number of visible units.
+    :param int x_dim: number of visible units; the data are binary (or grey values in [0, 1],
+        scored by the cross-entropy), with the parameters' dtype (else a ``ValueError``).
     :param hidden_dims: sizes of the stochastic hidden layers, bottom (nearest the data) first.
         Default ``(200,)``.
 
@@ -50,13 +53,8 @@ class HelmholtzMachine(PyroModule):
 
     def __init__(self, x_dim: int, hidden_dims: Sequence[int] = (200,)) -> None:
         super().__init__()
-        hidden_dims = tuple(int(h) for h in hidden_dims)
-        if x_dim < 1 or not hidden_dims or min(hidden_dims) < 1:
-            raise ValueError(
-                f"x_dim and every hidden size must be positive and hidden_dims non-empty; "
-                f"got x_dim={x_dim}, hidden_dims={hidden_dims}"
-            )
-        self.x_dim, self.hidden_dims = int(x_dim), hidden_dims
+        hidden_dims = positive_ints(hidden_dims, "hidden_dims", allow_empty=False)
+        self.x_dim, self.hidden_dims = positive_int(x_dim, "x_dim"), hidden_dims
         sizes = (self.x_dim,) + hidden_dims
         # decoders[l] maps h_{l+1} -> logits of h_l (h_0 = x); encoders[l] maps h_l -> h_{l+1}
         layers = range(len(hidden_dims))
@@ -71,11 +69,14 @@ class HelmholtzMachine(PyroModule):
         return len(self.hidden_dims)
 
     def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[-1] != self.x_dim:
+        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[-1] != self.x_dim:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(
-                f"x must have shape (batch, {self.x_dim}); got {tuple(x.shape)}. "
+                f"x must have shape (batch, {self.x_dim}); got {shape}. "
                 "Flatten images with x.reshape(len(x), -1)."
             )
+        # dtype, and values in [0, 1] (binary or grey): one reduction per batch
+        check_batch(self, x, "x", "HelmholtzMachine", unit_interval=True)
 
     @staticmethod
     def _bernoulli(logits: torch.Tensor, validate: Optional[bool] = None) -> dist.Distribution:

@@ -8,10 +8,12 @@ from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch.nn import functional as F
 
+from .._checks import finite_float, one_of, positive_int, positive_ints
 from ..distributions.bernoulli_image import BernoulliImage
 from ..nn import MLP
 from ..plates import data_plate  # noqa: F401  (re-exported)
 from ..nn.mlp import Activation
+from ._inputs import check_batch
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -38,7 +40,8 @@ class VAE(PyroModule):
     :param hidden_dims: hidden layer sizes of the encoder; the decoder uses them reversed.
         Default ``(200, 200)`` as in Burda et al. (2016).
     :param str likelihood: ``"bernoulli"`` (logits; accepts grey values in [0, 1], i.e. the
-        cross-entropy) or ``"gaussian"`` (learned diagonal covariance).
+        cross-entropy; values outside [0, 1] are an error) or ``"gaussian"`` (learned diagonal
+        covariance).
     :param activation: hidden activation, default ``"tanh"``.
     :param float min_scale: lower bound added to every standard deviation, for stability.
 
@@ -57,13 +60,10 @@ class VAE(PyroModule):
         min_scale: float = 1e-4,
     ) -> None:
         super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood={likelihood!r}; use one of {LIKELIHOODS}")
-        if x_dim < 1 or z_dim < 1:
-            raise ValueError(f"x_dim and z_dim must be positive, got {x_dim} and {z_dim}")
-        self.x_dim, self.z_dim, self.likelihood = int(x_dim), int(z_dim), likelihood
-        self.hidden_dims = tuple(int(h) for h in hidden_dims)
-        self.min_scale = float(min_scale)
+        self.likelihood = one_of(likelihood, "likelihood", LIKELIHOODS)
+        self.x_dim, self.z_dim = positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
+        self.hidden_dims = positive_ints(hidden_dims, "hidden_dims")
+        self.min_scale = finite_float(min_scale, "min_scale", low=0.0)
         self.encoder = MLP(x_dim, self.hidden_dims, (z_dim, z_dim), activation)
         out = x_dim if likelihood == "bernoulli" else (x_dim, x_dim)
         self.decoder = MLP(z_dim, self.hidden_dims[::-1], out, activation)
@@ -83,17 +83,23 @@ class VAE(PyroModule):
         loc, raw = self.decoder(z)
         return dist.Normal(loc, F.softplus(raw) + self.min_scale).to_event(1)
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[-1] != self.x_dim:
+    def _check(self, x: torch.Tensor, values: bool = False) -> None:
+        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[-1] != self.x_dim:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(
-                f"x must have shape (batch, {self.x_dim}); got {tuple(x.shape)}. "
+                f"x must have shape (batch, {self.x_dim}); got {shape}. "
                 "Flatten images with x.reshape(len(x), -1)."
             )
+        if values:  # dtype, NaN/inf and (Bernoulli) [0, 1]: one reduction per batch
+            check_batch(self, x, "x", "VAE", self.likelihood == "bernoulli")
 
     # -- Pyro programs --------------------------------------------------------------------
     def model(self, x: torch.Tensor, num_data: Optional[int] = None) -> None:
-        """p(x, z); ``num_data`` marks ``x`` as a minibatch of a data set of that size."""
-        self._check(x)
+        """p(x, z); ``num_data`` marks ``x`` as a minibatch of a data set of that size.
+
+        ``x`` must have the dtype of the parameters and finite values, in [0, 1] for the
+        Bernoulli likelihood (else a ``ValueError`` naming the first bad entry)."""
+        self._check(x, values=True)
         with data_plate(x, num_data):
             zero = x.new_zeros(x.shape[0], self.z_dim)
             z = pyro.sample("z", dist.Normal(zero, 1.0 + zero).to_event(1))
@@ -101,7 +107,7 @@ class VAE(PyroModule):
 
     def guide(self, x: torch.Tensor, num_data: Optional[int] = None) -> None:
         """q(z | x)."""
-        self._check(x)
+        self._check(x, values=True)
         with data_plate(x, num_data):
             loc, scale = self.encode(x)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
@@ -110,7 +116,7 @@ class VAE(PyroModule):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the guide's mean: the Bernoulli probabilities or the Gaussian mean."""
-        self._check(x)
+        self._check(x, values=True)
         return self.mean(self.encode(x)[0])
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:

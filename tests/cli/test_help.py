@@ -1,5 +1,7 @@
-"""Every command keeps its options (the ``--help`` of 0.1), and each option is a field of the
-experiment's config, so that ``run(args)`` is one call."""
+"""Every command keeps its options (the ``--help`` of 0.1, plus ``--download`` and the
+``--hidden`` spelling of diffusion's ``--hidden-dims``), and each option is a field of the
+experiment's config, so that ``run(args)`` is one call; the metavars show the formats, ``--hidden``
+has one form everywhere and every command writes to ``runs/<command>`` by default."""
 import argparse
 import dataclasses
 import subprocess
@@ -8,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from pyro_deepgen.cli import build_parser
+from pyro_deepgen import __version__
+from pyro_deepgen.cli import build_parser, main
+from pyro_deepgen.cli.common import SIZES_METAVAR, int_list
 from pyro_deepgen.experiments.diffusion import DiffusionConfig
 from pyro_deepgen.experiments.flows2d import Flows2DConfig
 from pyro_deepgen.experiments.rbm import RBMConfig
 from pyro_deepgen.experiments.vae import GUIDES, VAEConfig
 
-COMMON = "--help --data --data-root --seed --device --out --no-progress".split()
+OUTPUT = "--out --overwrite --resume --resume-override".split()
+COMMON = "--help --data --data-root --download --seed --device --no-progress".split() + OUTPUT
 OPTIONS = {
     "vae": (VAEConfig, COMMON + "--binarize --z-dim --hidden --epochs --batch-size --lr --elbo --particles "
             "--hvi-steps --guide --flow-depth --eval-samples".split()),
@@ -22,9 +27,9 @@ OPTIONS = {
             "--sparsity-target --sparsity-cost --ais-betas --ais-runs --gibbs-steps --chains "
             "--chain-samples".split()),
     "diffusion": (DiffusionConfig, COMMON + "--steps --schedule --epochs --batch-size --lr --loss --mean-type "
-                  "--net --hidden-dims --base-channels --num-train --max-test --num-samples".split()),
-    "flows2d": (Flows2DConfig, "--help --seed --device --out --no-progress --energies --flows --depths --steps "
-                "--anneal-steps --particles --lr --samples".split()),
+                  "--net --hidden --hidden-dims --base-channels --num-train --max-test --num-samples".split()),
+    "flows2d": (Flows2DConfig, "--help --seed --device --out --overwrite --no-progress --energies --flows --depths "
+                "--steps --anneal-steps --particles --lr --samples".split()),
 }
 
 
@@ -66,3 +71,38 @@ def test_help_runs_in_a_fresh_process(tmp_path):
                        cwd=tmp_path, env={"PYTHONPATH": str(repo), "COLUMNS": "100"})
     assert r.returncode == 0 and r.stdout.startswith("usage: pyro-deepgen"), r.stderr
     assert all(command in r.stdout for command in OPTIONS)
+
+
+def _action(command, option):
+    return next(a for a in _subparsers()[command]._actions if option in a.option_strings)
+
+
+def test_hidden_has_one_form_in_every_command():
+    commands = [c for c in OPTIONS if "--hidden" in OPTIONS[c][1]]
+    assert sorted(commands) == ["diffusion", "rbm", "vae"]
+    for command in commands:
+        action = _action(command, "--hidden")
+        assert action.type is int_list and action.metavar == SIZES_METAVAR, command
+        assert f"--hidden {SIZES_METAVAR}" in _subparsers()[command].format_usage()
+
+
+@pytest.mark.parametrize("command,option,metavar", [
+    ("vae", "--hidden", "N,N,..."), ("flows2d", "--depths", "N,N,..."),
+    ("flows2d", "--energies", "U1,U2,..."), ("flows2d", "--flows", "NAME,NAME,..."),
+    ("vae", "--data-root", "DIR"), ("vae", "--out", "DIR"), ("rbm", "--cd-k", "K"),
+])
+def test_metavars_show_formats(command, option, metavar):
+    assert f"{option} {metavar}" in _subparsers()[command].format_help()
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_out_defaults_to_runs_command(command):
+    assert _action(command, "--out").default == Path("runs") / command
+    assert OPTIONS[command][0]().out == Path("runs") / command
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"pyro-deepgen {__version__}\n"

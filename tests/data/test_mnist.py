@@ -10,6 +10,7 @@ import torch
 
 import pyro_deepgen.data.download as download_module
 import pyro_deepgen.data.mnist as mnist_module
+from pyro_deepgen.data.mnist import check_mnist_files
 from pyro_deepgen.data import CorruptDataError, DownloadError, load_mnist
 
 from .idx_files import fake_mnist, idx_bytes, write_idx
@@ -200,3 +201,30 @@ def test_real_mnist_5k():
     assert x.shape == (5000, 784) and y.shape == (5000,)
     assert x.min() == 0 and x.max() == 1
     assert set(y.unique().tolist()) == set(range(10))
+
+
+def test_missing_file_is_named_with_its_folder_and_both_fixes(mnist_root):
+    root, _ = mnist_root(gz=False)
+    os.remove(os.path.join(root, "train-labels-idx1-ubyte"))
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(root, "train")
+    message = str(info.value)
+    assert f"in the folder {root}: missing train-labels-idx1-ubyte[.gz] (searched" in message
+    assert "train-images-idx3-ubyte[.gz]" not in message  # present: not named as missing
+    assert "download=True" in message and "--download" in message and "--data-root" in message
+    assert "\n" not in message
+
+
+def test_missing_folder_is_named(tmp_path):
+    root = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"the folder {root} does not exist")):
+        check_mnist_files(root)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        check_mnist_files(str(tmp_path / "file"))
+
+
+def test_check_mnist_files_returns_the_paths(mnist_root):
+    root, _ = mnist_root(gz=True)
+    expected = tuple(os.path.join(root, f"t10k-{kind}-ubyte.gz") for kind in ("images-idx3", "labels-idx1"))
+    assert check_mnist_files(root, "test") == expected

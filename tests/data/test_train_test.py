@@ -5,6 +5,8 @@ import torch
 
 from pyro_deepgen.data import holdout_indices, load_digits, load_mnist, load_train_test
 
+from .idx_files import serve_fake_mnist
+
 
 def test_holdout_indices_partition_and_fixed():
     train, test = holdout_indices(1797, 0.1, seed=0)
@@ -86,3 +88,15 @@ def test_bad_arguments(tmp_path):
         load_train_test("digits", test_fraction=0)
     with pytest.raises(FileNotFoundError, match="download=True"):
         load_train_test("mnist", str(tmp_path))
+
+
+def test_mnist_download_fetches_both_splits(tmp_path, monkeypatch):
+    """download=True goes through load_mnist's checked download (the mirrors are faked)."""
+    calls = serve_fake_mnist(monkeypatch, train=6, test=4)
+    root = str(tmp_path / "mnist")
+    data = load_train_test("mnist", root, download=True)
+    assert len(calls) == 4 and data.test_split.startswith("t10k files in")
+    assert data.x_train.shape == (6, 784) and data.x_test.shape == (4, 784)
+    assert torch.equal(data.x_test, load_mnist(root, "test")[0])
+    load_train_test("mnist", root, download=True)  # the files are there now: nothing fetched
+    assert len(calls) == 4

@@ -1,11 +1,13 @@
 """``experiments.diffusion``: ``run(DiffusionConfig)`` with tiny settings, the per-data defaults
 and the checks of the config."""
 import json
+import math
+import re
 
 import pytest
 import torch
 
-from pyro_deepgen.experiments.diffusion import DEFAULTS, DiffusionConfig, run, top_half_mask
+from pyro_deepgen.experiments.diffusion import DEFAULTS, DiffusionConfig, bound_line, run, top_half_mask
 from pyro_deepgen.models.diffusion_schedules import SCHEDULES
 
 
@@ -22,6 +24,20 @@ def test_run_on_digits_returns_the_report_it_writes(tmp_path):
     assert settings["schedule"] == "cosine" and settings["lr"] == DEFAULTS["digits"]["lr"]
     assert (out / "samples.png").stat().st_size > 0 and (out / "inpainting.png").stat().st_size > 0
     assert config.schedule is None  # run resolves a copy; the caller's config is unchanged
+
+
+def test_printed_bound_has_one_sign_convention(tmp_path, capsys):
+    """The printed line gives -log p(x) <= X nats = Y bits/dim, both the same quantity (upper
+    bounds on the negative log-likelihood, lower is better): Y = X / (D log 2)."""
+    config = DiffusionConfig(data="digits", num_train=64, net="mlp", hidden_dims=(16,), steps=4,
+                             epochs=1, max_test=10, num_samples=4, out=tmp_path / "d", progress=False)
+    report = run(config)
+    line = next(s for s in capsys.readouterr().out.splitlines() if "bound" in s)
+    assert line == bound_line(report) and "lower is better" in line
+    match = re.search(r"-log p\(x\) <= (\S+) \+- \S+ nats per point = (\S+) bits/dim", line)
+    nats, bits = float(match.group(1)), float(match.group(2))
+    assert nats > 0 and bits > 0
+    assert bits == pytest.approx(nats / (64 * math.log(2)), abs=2e-3)
 
 
 def test_resolved_fills_only_what_was_left_out():
@@ -43,7 +59,7 @@ def test_top_half_mask():
     (dict(net="unet"), r"net='unet' \(--net unet\) needs images"),
     (dict(data="mnist"), r"--data-root"),
     (dict(loss="mse"), r"loss \(--loss\)"),
-    (dict(lr=0.0), r"lr \(--lr\) must be positive"),
+    (dict(lr=0.0), r"lr \(--lr\) must be a finite positive number"),
 ])
 def test_config_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -7,6 +7,7 @@ import torch
 from pyro.distributions.conditional import ConditionalTransform
 from torch.distributions import Transform
 
+from ..._checks import non_negative_int, positive_int, positive_ints
 from .registry import FLOW_KINDS, FLOWS, flow_family  # noqa: F401  (FLOW_KINDS: old path)
 
 
@@ -89,18 +90,16 @@ def build_flow(
     [4] D. P. Kingma et al., arXiv:1606.04934.
     """
     family = flow_family(kind)
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-        raise ValueError(f"depth must be a non-negative int, got {depth!r}")
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
-    if context_dim is not None and (not isinstance(context_dim, int) or context_dim < 1):
-        raise ValueError(f"context_dim must be a positive int or None, got {context_dim!r}")
+    depth = non_negative_int(depth, "depth")
+    dim = positive_int(dim, "dim")
+    if context_dim is not None:
+        context_dim = positive_int(context_dim, "context_dim")
     if dim < family.min_dim:
         fits = tuple(name for name, f in FLOWS.items() if f.min_dim <= dim)
         raise ValueError(f"flow {kind!r} needs dim >= {family.min_dim} (got dim={dim}); use one of {fits}")
     mixing = kw.pop("permutation", "reverse")
     if hidden_dims is not None:
-        hidden_dims = [int(h) for h in hidden_dims]
+        hidden_dims = list(positive_ints(hidden_dims, "hidden_dims"))
     if context_dim is None:
         factory, args = family.layer, (dim,)
     else:

@@ -8,6 +8,7 @@ from pyro.distributions.transforms import Planar as _PyroPlanar
 from pyro.distributions.transforms import ConditionalPlanar as _PyroConditionalPlanar
 from pyro.distributions.transforms.planar import ConditionedPlanar as _PyroConditionedPlanar
 
+from ..._checks import positive_int, positive_ints
 from ...nn import MLP
 from .family import FlowFamily
 from .pyro_module import DropCacheOnPickle
@@ -96,6 +97,9 @@ class Planar(ConditionedPlanar, _PyroPlanar):
     Flows*, arXiv:1505.05770.
     """
 
+    def __init__(self, input_dim: int) -> None:
+        super().__init__(positive_int(input_dim, "input_dim"))
+
     #: :math:`\mathrm{softplus}^{-1}(1)`: the value of :math:`\mathbf{w}^\top\mathbf{u}` at which
     #: :math:`\hat{\mathbf{u}} = \mathbf{u} - \mathbf{w}^\top\mathbf{u}\,\mathbf{w}/\|\mathbf{w}\|^2`.
     IDENTITY_WU = math.log(math.e - 1.0)
@@ -141,7 +145,7 @@ def planar(input_dim: int, hidden_dims: Optional[Sequence[int]] = None) -> Plana
     """A :class:`Planar` layer of dimension ``input_dim`` (``hidden_dims`` is ignored: the layer
     has no network; it is accepted as by every layer factory of a
     :class:`~pyro_deepgen.distributions.transforms.family.FlowFamily`)."""
-    return Planar(input_dim)
+    return Planar(positive_int(input_dim, "input_dim"))
 
 
 def conditional_planar(
@@ -150,7 +154,9 @@ def conditional_planar(
     r"""A :class:`ConditionalPlanar` whose parameters are outputs of an
     :class:`~pyro_deepgen.nn.MLP` of the context; with the default ``hidden_dims=None`` (no hidden
     layer) they are linear functions of it, as in Rezende & Mohamed (2015)."""
-    hidden_dims = () if hidden_dims is None else hidden_dims
+    positive_int(input_dim, "input_dim")
+    positive_int(context_dim, "context_dim")
+    hidden_dims = () if hidden_dims is None else positive_ints(hidden_dims, "hidden_dims")
     return ConditionalPlanar(MLP(context_dim, hidden_dims, (1, input_dim, input_dim)))
 
 

@@ -8,6 +8,7 @@ from pyro.distributions.transforms import ConditionalRadial as _PyroConditionalR
 from pyro.distributions.transforms.radial import ConditionedRadial as _PyroConditionedRadial
 from torch.nn import functional as F
 
+from ..._checks import positive_int, positive_ints
 from ...nn import MLP
 from .family import FlowFamily
 from .pyro_module import DropCacheOnPickle
@@ -74,6 +75,9 @@ class Radial(ConditionedRadial, _PyroRadial):
     Flows*, arXiv:1505.05770.
     """
 
+    def __init__(self, input_dim: int) -> None:
+        super().__init__(positive_int(input_dim, "input_dim"))
+
 
 class ConditionalRadial(_PyroConditionalRadial):
     r"""A radial layer whose parameters :math:`(\mathbf{x}_0, \alpha', \beta')` are the output
@@ -103,7 +107,7 @@ def radial(input_dim: int, hidden_dims: Optional[Sequence[int]] = None) -> Radia
     """A :class:`Radial` layer of dimension ``input_dim`` (``hidden_dims`` is ignored: the layer
     has no network; it is accepted as by every layer factory of a
     :class:`~pyro_deepgen.distributions.transforms.family.FlowFamily`)."""
-    return Radial(input_dim)
+    return Radial(positive_int(input_dim, "input_dim"))
 
 
 def conditional_radial(
@@ -111,7 +115,9 @@ def conditional_radial(
 ) -> ConditionalRadial:
     r"""A :class:`ConditionalRadial` whose parameters are outputs of an
     :class:`~pyro_deepgen.nn.MLP` of the context (linear by default, as in Rezende & Mohamed)."""
-    hidden_dims = () if hidden_dims is None else hidden_dims
+    positive_int(input_dim, "input_dim")
+    positive_int(context_dim, "context_dim")
+    hidden_dims = () if hidden_dims is None else positive_ints(hidden_dims, "hidden_dims")
     return ConditionalRadial(MLP(context_dim, hidden_dims, (input_dim, 1, 1)))
 
 
