@@ -10,7 +10,8 @@ r"""The one base class of every particle estimator of :mod:`pyro_deepgen.infer`.
 * the guess of ``max_plate_nesting`` on the first call, under a forked random state so that
   guessing never shifts the particles;
 * the particle draw (:meth:`~ParticleELBO._draw`, through
-  :func:`~pyro_deepgen.infer.particles.draw_particles`), which is also Pyro's ``_get_trace``.
+  :func:`~pyro_deepgen.infer.particles.draw_particles`), which is also Pyro's ``_get_trace``,
+  with Pyro's model/guide checks and the named errors for degenerate programs.
 """
 from abc import abstractmethod
 from typing import Callable, Iterator, Optional, Tuple
@@ -19,6 +20,7 @@ import torch
 from pyro import poutine
 from pyro.infer.elbo import ELBO
 from pyro.infer.util import torch_item
+from pyro.poutine.util import site_is_subsample
 
 from .particles import ParticleTraces, draw_particles, guess_max_plate_nesting
 from .score_terms import ParticleTerms, particle_terms
@@ -38,6 +40,14 @@ def check_num_particles(
             f"{minimum}{why}); got num_particles={num_particles!r}"
         )
     return num_particles
+
+
+def _sample_sites(trace: poutine.Trace) -> Iterator[dict]:
+    """The sample sites of a trace, without the plates' subsample sites."""
+    return (
+        site for site in trace.nodes.values()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    )
 
 
 class ParticleELBO(ELBO):
@@ -65,8 +75,43 @@ class ParticleELBO(ELBO):
       with ``max_plate_nesting`` given draws (e.g. ``TraceIWAE_ELBO(num_particles=1)`` equals
       :class:`~pyro.infer.Trace_ELBO` from its first call);
     * Pyro's hooks: ``_get_trace`` returns the model and guide traces of all
-      ``num_particles`` particles (vectorized in one plate), ``_get_traces`` yields that one
+      ``num_particles`` particles (vectorized in one plate; none for one particle), ``_get_traces`` yields that one
       pair, ``_guess_max_plate_nesting`` is the protected guess above.
+
+    **Plate rule (every estimator).** The importance weight of a particle is taken per data
+    point of the *data plate*: the vectorized ``pyro.plate`` named ``plate_name`` (default
+    ``"data"``; ``plate_name=None`` picks the outermost plate shared by every observed site).
+    A program with **no vectorized plate** (no plate at all, or only sequential
+    ``for i in pyro.plate(...)`` loops) is accepted and counts as **one data point**: the
+    weight of a particle is :math:`\log p(x, z) - \log q(z)` of the whole program. The
+    estimators whose weights are per data point (:class:`~pyro_deepgen.infer.TraceIWAE_ELBO`,
+    :class:`~pyro_deepgen.infer.TraceVIMCO_ELBO`, the wake-sleep family) refuse a program whose
+    vectorized plates do not include the data plate, naming the plates found and the fix
+    (``plate_name=...``); those whose objective is the ELBO itself (score-function, HVI) take
+    any plates. Bounds that need data points with separate weights (the nested IWAE bound) and
+    the wake-sleep family (every site local to a data point) need an explicit vectorized data
+    plate. Other user plates (next to or inside the data plate) are summed within a data point;
+    ``max_plate_nesting`` counts the user's plates only.
+
+    **One particle.** With ``num_particles=1`` no particle plate is added, as in Pyro's
+    vectorized ELBO: the guide and model run exactly as under :class:`~pyro.infer.Trace_ELBO`
+    (same random numbers, same shapes), so shape assertions in user code hold.
+
+    **Checks** (in :meth:`_draw`, shared by every estimator): with Pyro's validation on
+    (:func:`pyro.infer.util.is_validation_enabled`, the default), Pyro's own
+    :func:`pyro.util.check_model_guide_match` with the particle plate counted as Pyro counts it,
+    so the errors and warnings are Pyro's: model/guide shapes or event dims that disagree raise
+    ``ValueError("Model and guide shapes disagree at site ...")``; model latents missing from
+    the guide warn ``"Found vars in model but not guide"`` (and are then weighted by their prior
+    draw, as in Pyro); guide sites missing from the model warn ``"Found non-auxiliary vars in
+    guide but not model"``. Always: a program without any ``pyro.sample`` site raises
+    ``ValueError("<estimator>: the model and guide have no sample sites ...")``; a user plate
+    beyond ``max_plate_nesting`` or batch dims outside every plate raise a ``ValueError``
+    naming the user's plate or site and ``max_plate_nesting`` (never the internal particle
+    plate). Estimators that need a latent site call :meth:`_require_latents`. Not detectable:
+    undeclared batch dims left of every plate whose size equals ``num_particles`` at the
+    particle plate's dim are taken for particles (guides that build their own particles rely
+    on it).
 
     Class attributes a subclass may set: ``pathwise`` (default ``True``; ``False`` draws every
     guide site without its reparameterization path) and ``num_local_particles`` (default
@@ -105,6 +150,10 @@ class ParticleELBO(ELBO):
         # Pyro adds one to a given max_plate_nesting for its own particle plate; here it counts
         # the user's plates only (the particle plate goes at dim -max_plate_nesting - 1)
         self.max_plate_nesting = max_plate_nesting
+        # the nesting Pyro's model/guide check uses: as given, or None (inf, as Trace_ELBO's)
+        self._given_max_plate_nesting = (
+            None if max_plate_nesting == float("inf") else max_plate_nesting
+        )
         self.plate_name = plate_name
 
     # -- particles --------------------------------------------------------------------------
@@ -126,10 +175,11 @@ class ParticleELBO(ELBO):
     ) -> ParticleTraces:
         """Draw ``num_particles`` vectorized particles with
         :func:`~pyro_deepgen.infer.particles.draw_particles` (guessing ``max_plate_nesting``
-        first if it is not known); ``pathwise`` defaults to the class attribute."""
+        first if it is not known; Pyro's model/guide checks included); ``pathwise`` defaults to
+        the class attribute. A program without any sample site is a ``ValueError``."""
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
-        return draw_particles(
+        traces = draw_particles(
             model,
             guide,
             args,
@@ -141,7 +191,24 @@ class ParticleELBO(ELBO):
             plate_name=self.plate_name,
             rescore_guide=rescore_guide,
             prune=prune,
+            check_plate_nesting=getattr(self, "_given_max_plate_nesting", self.max_plate_nesting),
         )
+        if not any(_sample_sites(traces.model)) and not any(_sample_sites(traces.guide)):
+            raise ValueError(
+                f"{type(self).__name__}: the model and guide have no sample sites (the program "
+                "has no sample sites, so no density to bound); add the model's pyro.sample sites"
+            )
+        return traces
+
+    def _require_latents(self, traces: ParticleTraces, why: str) -> None:
+        """Refuse a model without any latent sample site, naming the estimator and ``why`` it
+        needs one (e.g. a gradient with respect to latent values)."""
+        if not any(not site["is_observed"] for site in _sample_sites(traces.model)):
+            raise ValueError(
+                f"{type(self).__name__} needs at least one latent (unobserved) sample site in "
+                f"the model ({why}), but every sample site is observed; for a model without "
+                "latents the log-likelihood is exact: use Trace_ELBO, or add the latent sites"
+            )
 
     def _particle_terms(
         self, model: Callable, guide: Callable, args, kwargs, pathwise: Optional[bool] = None

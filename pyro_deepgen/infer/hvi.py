@@ -6,13 +6,17 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.util import scale_and_mask, sum_rightmost
+from pyro.distributions import Distribution
+from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
+from pyro.distributions.util import is_identically_zero, scale_and_mask, sum_rightmost
+from pyro.infer.util import MultiFrameTensor, get_plate_stacks
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import warn_if_nan
 from torch.distributions import biject_to, constraints
 
 from .elbo import ParticleELBO
 from .particles import PARTICLE_PLATE
+from .util import value_with_surrogate_grad
 
 ReverseModel = Union[str, Callable[..., Tuple[torch.Tensor, torch.Tensor]]]
 REVERSE_MODELS = ("linear", "constant")
@@ -39,6 +43,62 @@ def _log_prob_sum(trace: poutine.Trace) -> torch.Tensor:
 def _site_sum(value: torch.Tensor, site: _Site) -> torch.Tensor:
     """Scale and mask a per-batch-element density like the site's own ``log_prob`` and sum."""
     return scale_and_mask(value, site.scale, site.mask).sum()
+
+
+_DEFAULT_SCORE_PARTS = (
+    Distribution.score_parts,
+    MaskedDistribution.score_parts,
+    ExpandedDistribution.score_parts,
+)
+
+
+def _fully_reparameterized(fn) -> bool:
+    """Whether Pyro's ``score_parts`` of ``fn`` is ``(log_prob, 0, log_prob)``: ``has_rsample``
+    and no partially reparameterized sampler (a ``score_parts`` override) down its
+    ``base_dist`` chain."""
+    if not fn.has_rsample:
+        return False
+    while fn is not None:
+        method = getattr(type(fn), "score_parts", Distribution.score_parts)
+        if method not in _DEFAULT_SCORE_PARTS:
+            return False
+        fn = getattr(fn, "base_dist", None)
+    return True
+
+
+def _trace_elbo(model_trace: poutine.Trace, guide_trace: poutine.Trace):
+    r"""The ELBO of one vectorized model/guide pair and Pyro's :class:`~pyro.infer.Trace_ELBO`
+    surrogate (both summed over particles): the log density of every model site, the entropy
+    term of every guide site and, for each guide site that is not fully reparameterized, its
+    (unscaled) score function times the detached :math:`\log p - \log q` of the model's sites
+    summed to the site's plates (``MultiFrameTensor.sum_to``)."""
+    elbo = _log_prob_sum(model_trace)
+    surrogate = elbo
+    log_r = None
+    for site in guide_trace.nodes.values():
+        if site["type"] != "sample":
+            continue
+        elbo = elbo - site["log_prob"].sum()
+        if _fully_reparameterized(site["fn"]):
+            surrogate = surrogate - site["log_prob"].sum()
+            continue
+        parts = site["fn"].score_parts(site["value"], *site["args"], **site["kwargs"])
+        parts = parts.scale_and_mask(site["scale"], site["mask"])
+        if not is_identically_zero(parts.entropy_term):
+            surrogate = surrogate - parts.entropy_term.sum()
+        if not is_identically_zero(parts.score_function):
+            if log_r is None:
+                log_r = MultiFrameTensor()
+                stacks = get_plate_stacks(model_trace)
+                for name, m in model_trace.nodes.items():
+                    if m["type"] == "sample":
+                        term = m["log_prob"]
+                        if not m["is_observed"]:
+                            term = term - guide_trace.nodes[name]["log_prob"]
+                        log_r.add((stacks[name], term.detach()))
+            cost = log_r.sum_to(site["cond_indep_stack"])
+            surrogate = surrogate + (cost * parts.score_function).sum()
+    return elbo, surrogate
 
 
 class TraceHVI_ELBO(ParticleELBO):
@@ -99,12 +159,17 @@ class TraceHVI_ELBO(ParticleELBO):
       registered with ``pyro.module("<name>.reverse_model", ...)``.
 
     **Limiting cases.** ``num_steps=0`` draws no momentum and is exactly
-    :class:`~pyro.infer.Trace_ELBO` (value and gradient, same seed). As the leapfrog trajectory
-    approaches the posterior and :math:`r` the exact reverse density, the bound tends to
-    :math:`\log p(x)`.
+    :class:`~pyro.infer.Trace_ELBO` with ``vectorize_particles=True`` (value and gradient, same
+    seed) on every site type: a guide site that is discrete or not reparameterizable gets
+    Trace_ELBO's score-function term :math:`\nabla\log q(z_s)` times the detached
+    :math:`\log p - \log q` of the model's sites summed to the site's plates. As the leapfrog
+    trajectory approaches the posterior and :math:`r` the exact reverse density, the bound
+    tends to :math:`\log p(x)`.
 
-    Every latent must be continuous and reparameterizable in the guide; discrete or
-    non-reparameterizable sites are refused by name.
+    With ``num_steps >= 1`` every latent must be continuous and reparameterizable in the
+    guide; discrete or non-reparameterizable sites are refused by name, and so is a model
+    without latent sites (use ``num_steps=0``). A program without any sample site is refused
+    whatever ``num_steps``.
 
     :param int num_steps: :math:`T\ge 0`, leapfrog steps (default 4).
     :param float step_size: initial leapfrog step size (default 0.1).
@@ -238,10 +303,24 @@ class TraceHVI_ELBO(ParticleELBO):
         model_trace, raw_guide_trace = self._draw(model, guide, args, kwargs, prune=False)[:2]
         model_trace = prune_subsample_sites(model_trace)
         guide_trace = prune_subsample_sites(raw_guide_trace)
-        log_q = _log_prob_sum(guide_trace)
+        if not any(
+            site["type"] == "sample" for tr in (model_trace, guide_trace) for site in tr.nodes.values()
+        ):
+            raise ValueError(
+                "TraceHVI_ELBO: the model and guide have no sample site (pyro.sample), so there "
+                "is no density to bound; add the model's latent and observed sites"
+            )
         if self.num_steps == 0:
-            return (_log_prob_sum(model_trace) - log_q) / self.num_particles
+            elbo, surrogate = _trace_elbo(model_trace, guide_trace)
+            return value_with_surrogate_grad(elbo, surrogate) / self.num_particles
+        log_q = _log_prob_sum(guide_trace)
         sites = self._latent_sites(model_trace, guide_trace)
+        if not sites:
+            raise ValueError(
+                f"TraceHVI_ELBO(num_steps={self.num_steps}): the model has no latent sample site "
+                "for the leapfrog steps to move; use num_steps=0 (the plain ELBO) or "
+                "pyro.infer.Trace_ELBO"
+            )
         us, vs, masses, log_aux = {}, {}, {}, -log_q
         for s in sites:
             z0 = guide_trace.nodes[s.name]["value"]

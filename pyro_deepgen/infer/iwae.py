@@ -7,7 +7,7 @@ from pyro import poutine
 from pyro.util import warn_if_nan
 
 from .elbo import ParticleELBO
-from .particles import LogWeights, log_weights, site_log_prob_per_datapoint
+from .particles import LogWeights, log_weights, site_log_prob_per_datapoint, trace_elbo_costs
 from .util import log_mean_exp, value_with_surrogate_grad
 
 ESTIMATORS = ("iwae", "stl", "dreg")
@@ -65,8 +65,18 @@ class TraceIWAE_ELBO(ParticleELBO):
       for large :math:`N`. Cost: :math:`K J` local draws per data point. Every site outside
       the data plate must depend on global latents only.
 
+    * no vectorized plate (no plate at all, or sequential ``pyro.plate`` loops only): the whole
+      program is one data point, :math:`\mathcal L_K = \log\frac1K\sum_k e^{w_k}` with
+      :math:`w_k = \log p(x, z_k) - \log q(z_k)` of the whole program (the plate rule of
+      :class:`~pyro_deepgen.infer.elbo.ParticleELBO`). ``nested=True`` needs a vectorized
+      data plate and refuses such a program.
+
     Limiting cases: ``num_particles=1`` (and ``J=1``) is :class:`~pyro.infer.Trace_ELBO`,
-    value and gradient; :math:`\mathcal L_K\uparrow\log p(x)` as :math:`K\to\infty`.
+    value and gradient at the same seed, on every site type: no particle plate is added (user
+    shape assertions hold), and a non-reparameterized guide site gets exactly Pyro's
+    score-function term (see ``"iwae"`` below); :math:`\mathcal L_K\uparrow\log p(x)` as
+    :math:`K\to\infty`. Pyro's model/guide checks apply (mismatched shapes raise, sites
+    missing on one side warn; see :class:`~pyro_deepgen.infer.elbo.ParticleELBO`).
 
     **Gradient estimators** (the returned value is always the exact bound above; the gradient
     comes from a surrogate, see :func:`~pyro_deepgen.infer.util.value_with_surrogate_grad`).
@@ -77,8 +87,12 @@ class TraceIWAE_ELBO(ParticleELBO):
       Guide sites without ``rsample`` get the score-function term
       :math:`\sum_k (\mathcal L_K - \mathcal L_K^{(-k)})\nabla\log q(z_k)` with the
       leave-one-out baseline :math:`\mathcal L_K^{(-k)} = \log\frac{1}{K-1}\sum_{j\ne k}
-      e^{w_j}` (independent of :math:`z_k`, so the estimator stays unbiased; no baseline at
-      :math:`K=1`). Per data point in the default case; per particle in the lumped one. Pyro's
+      e^{w_j}` (independent of :math:`z_k`, so the estimator stays unbiased). Per data point
+      in the default case; per particle in the lumped one. At :math:`K=1` the term is
+      :class:`~pyro.infer.Trace_ELBO`'s, :math:`\bot(r_s)\nabla\log q(z_s)` with the cost
+      :math:`r_s` Rao-Blackwellized over the site's plates (no baseline), and the bound's own
+      :math:`-\nabla\log q(z_s)` is cancelled, so the gradient equals Pyro's at the same
+      seed, not only in expectation. Pyro's
       ``RenyiELBO(alpha=0)`` silently gives these sites a zero gradient (its score term is
       multiplied by ``alpha``; checked with Pyro 1.9.2). For discrete latents prefer
       :class:`~pyro_deepgen.infer.TraceVIMCO_ELBO`, whose control variates are better.
@@ -194,7 +208,7 @@ class TraceIWAE_ELBO(ParticleELBO):
     def _particle_log_weights(self, w: LogWeights, lumped: bool) -> torch.Tensor:
         """The log-weights whose log-mean-exp over dim 0 is taken: ``(K, N)`` per data point,
         ``(K,)`` lumped or nested (each already summed over data points and scaled)."""
-        scale = w.data.size / w.data.subsample_size
+        scale = w.scale
         if self.nested:
             inner = log_mean_exp(w.local, 1)  # (K, N)
             return w.global_.reshape(-1) + scale * inner.sum(-1)
@@ -206,7 +220,7 @@ class TraceIWAE_ELBO(ParticleELBO):
         lw = self._particle_log_weights(w, lumped)
         if lw.dim() == 1:
             return log_mean_exp(lw, 0)
-        scale = w.data.size / w.data.subsample_size
+        scale = w.scale
         return scale * log_mean_exp(lw, 0).sum() + log_mean_exp(w.global_.reshape(-1), 0)
 
     def _score_function_surrogate(
@@ -224,7 +238,7 @@ class TraceIWAE_ELBO(ParticleELBO):
             signal = log_mean_exp(lw, 0)
             if lw.shape[0] > 1:
                 signal = signal - _leave_one_out_log_mean_exp(lw)
-        scale = 1.0 if lumped else w.data.size / w.data.subsample_size
+        scale = 1.0 if lumped else w.scale
         return scale * (signal * log_q).sum()
 
     def _dreg_surrogate(
@@ -236,8 +250,10 @@ class TraceIWAE_ELBO(ParticleELBO):
         with torch.no_grad():
             normalized = torch.softmax(self._particle_log_weights(w, lumped), 0)
         mpn = int(self.max_plate_nesting)
-        data_size = normalized.shape[-1] if normalized.dim() == 2 else None
-        for name, holder in traces.holders.items():
+        data_size = normalized.shape[-1] if normalized.dim() == 2 and w.data is not None else None
+        # one particle: every weight is 1 (and there is no particle dim), so nothing is scaled
+        holders = traces.holders if normalized.shape[0] > 1 else {}
+        for name, holder in holders.items():
             site = traces.guide.nodes[name]
             value = site["value"]
             batch_ndim = value.dim() - site["fn"].event_dim
@@ -249,10 +265,29 @@ class TraceIWAE_ELBO(ParticleELBO):
         lw_stl = self._particle_log_weights(w_stl, lumped)
         surrogate = (normalized * lw_stl).sum(0)
         if not lumped:
-            scale = w.data.size / w.data.subsample_size
+            scale = w.scale
             g = w_stl.global_.reshape(-1)
             surrogate = scale * surrogate.sum() + g.mean()
         return surrogate
+
+    @staticmethod
+    def _trace_elbo_score_surrogate(traces, names: List[str]) -> torch.Tensor:
+        r"""At :math:`K=1`: :class:`~pyro.infer.Trace_ELBO`'s score-function term exactly.
+
+        The bound is then :math:`w = \log p - \log q`, whose gradient already holds
+        :math:`-\nabla_\phi\, c\log q(z_s)` of each non-reparameterized site :math:`s`
+        (through the value; :math:`c` its scale and mask). Pyro's surrogate has no such term
+        (its ``entropy_term`` is 0 for these sites) and adds :math:`\bot(r_s)\log q(z_s)`
+        with :math:`r_s` the detached cost Rao-Blackwellized over the site's plates and
+        :math:`\log q` neither scaled nor masked (``ScoreParts.score_function``). So the
+        surrogate here is :math:`\bot(r_s)\log q(z_s) + c\log q(z_s)`: the second term
+        cancels the value's, and the total gradient is :math:`r_s\nabla\log q(z_s)`."""
+        costs = trace_elbo_costs(traces.model, traces.guide, names)
+        total = 0.0
+        for name in names:
+            site = traces.guide.nodes[name]
+            total = total + (costs[name] * site["unscaled_log_prob"]).sum() + site["log_prob"].sum()
+        return total
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args, **kwargs
@@ -266,20 +301,31 @@ class TraceIWAE_ELBO(ParticleELBO):
         traces = self._draw(model, guide, args, kwargs, rescore_guide=rescore)
         mpn = int(self.max_plate_nesting)
         non_reparam = self._non_reparameterized_sites(traces.guide)
-        w = log_weights(traces.model, traces.guide, mpn, self.plate_name, num_particle_dims)
+        w = log_weights(
+            traces.model, traces.guide, mpn, self.plate_name, num_particle_dims, allow_none=True
+        )
+        if w.data is None and self.nested:
+            raise ValueError(
+                "nested=True needs a vectorized data plate (the bound nests a log-mean-exp per "
+                f"data point), but the program has no vectorized plate; wrap the observations "
+                f"in pyro.plate({self.plate_name!r}, N) or use nested=False"
+            )
         lumped = self._lumped(w)
         value = self._bound(w, lumped)
         if not grad:
             surrogate = value
         elif self.estimator == "iwae":
             surrogate = value
-            if non_reparam:
+            if non_reparam and self.num_particles == 1 and not self.nested:
+                surrogate = surrogate + self._trace_elbo_score_surrogate(traces, non_reparam)
+            elif non_reparam:
                 surrogate = surrogate + self._score_function_surrogate(
                     w, lumped, traces.guide, non_reparam
                 )
         else:
             w_stl = log_weights(
-                traces.model, traces.guide_rescored, mpn, self.plate_name, num_particle_dims
+                traces.model, traces.guide_rescored, mpn, self.plate_name, num_particle_dims,
+                allow_none=True,
             )
             if self.estimator == "stl":
                 surrogate = self._bound(w_stl, lumped)

@@ -3,7 +3,8 @@ r"""Particles and per-data-point log densities: the one pipeline of every partic
 Every multi-sample estimator of this package (the IWAE family, VIMCO, the score-function ELBO,
 HVI, (reweighted) wake-sleep, the log-likelihood evaluator) draws its particles the same way,
 with :func:`draw_particles`: the guide and the replayed model run once inside an outermost
-``pyro.plate`` of size ``num_particles`` (at ``dim = -max_plate_nesting - 1``), optionally
+``pyro.plate`` of size ``num_particles`` (at ``dim = -max_plate_nesting - 1``; no plate at all
+for one particle, as in Pyro's vectorized ELBO), with Pyro's model/guide checks, optionally
 
 * without the reparameterization path (``pathwise=False``: the score-function estimators),
 * in the nested layout of global and local particles (``num_local_particles``),
@@ -17,6 +18,7 @@ one site's ``log_prob`` to shape ``(P, N)`` (one entry per particle and data poi
 without shifting the random state.
 """
 import contextlib
+import math
 import warnings
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
@@ -24,9 +26,11 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
+from pyro.infer.util import MultiFrameTensor, get_plate_stacks, is_validation_enabled
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.plate_messenger import PlateMessenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+from pyro.util import check_model_guide_match
 
 from .._compat import warn_renamed
 
@@ -242,12 +246,26 @@ def draw_particles(
     plate_name: Optional[str] = "data",
     rescore_guide: bool = False,
     prune: bool = True,
+    check_plate_nesting: Optional[int] = None,
 ) -> ParticleTraces:
     r"""Draw ``num_particles`` vectorized particles: the guide's trace and the model's trace
     replayed against it, with ``log_prob`` computed at every sample site.
 
     The particle plate ``"num_particles_vectorized"`` lies at ``dim=-max_plate_nesting-1``,
-    outside every user plate.
+    outside every user plate. With ``num_particles=1`` (flat layout) there is **no** particle
+    plate, as in Pyro's vectorized ELBO: the program runs exactly as under
+    :class:`~pyro.infer.Trace_ELBO` (same random numbers, same shapes, so shape assertions in the
+    user's code hold); every consumer reads a missing particle dim as size 1.
+
+    **Checks.** When Pyro's validation is on (:func:`pyro.infer.util.is_validation_enabled`),
+    :func:`pyro.util.check_model_guide_match` runs on the unpruned traces, with the particle
+    plates counted in ``max_plate_nesting`` as Pyro's vectorized ELBO counts its own: model and
+    guide shapes or event dims that disagree raise ``ValueError`` ("Model and guide shapes
+    disagree at site ..."), model latents the guide does not sample warn "Found vars in model
+    but not guide", guide sites not in the model (unless ``infer={"is_auxiliary": True}``)
+    warn. Always: a user plate at a dim beyond ``max_plate_nesting``, or a site with batch dims
+    outside every plate, is a ``ValueError`` naming the plate or site and ``max_plate_nesting``
+    (a collision with the particle plate raised while drawing is re-diagnosed the same way).
 
     :param bool pathwise: keep the reparameterization path of reparameterizable guide sites
         (default), or detach every drawn value (drawn with the same random numbers) so that
@@ -266,9 +284,15 @@ def draw_particles(
         are fresh tensors so that transforms never answer from their cache.
     :param bool prune: drop the plates' subsample sites (keep them to replay the same minibatch
         indices later).
+    :param int check_plate_nesting: the ``max_plate_nesting`` the user gave, for Pyro's
+        model/guide check (plus the particle plates, as Pyro's vectorized ELBO counts them);
+        ``None`` (not given) checks with ``inf``, as :class:`~pyro.infer.Trace_ELBO` does.
     """
     if num_local_particles is None:
-        plates = [pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)]
+        plates = (
+            [] if num_particles == 1
+            else [pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 1)]
+        )
     else:
         plates = [
             pyro.plate(PARTICLE_PLATE, num_particles, dim=-max_plate_nesting - 2),
@@ -281,7 +305,14 @@ def draw_particles(
         return fn
 
     sampler = wrap(guide) if pathwise else _SampleWithoutPath()(wrap(guide))
-    guide_trace = poutine.trace(sampler).get_trace(*args, **kwargs)
+    try:
+        guide_trace = poutine.trace(sampler).get_trace(*args, **kwargs)
+    except ValueError as error:
+        if plates and any(name in str(error) for name in PARTICLE_PLATES):
+            _diagnose_plate_error(
+                model, guide, args, kwargs, max_plate_nesting, check_plate_nesting, error
+            )
+        raise
     replay_trace = guide_trace
     holders: Dict[str, GradScaleHolder] = {}
     if rescore_guide:
@@ -292,9 +323,27 @@ def draw_particles(
                 site = site.copy()
                 site["value"] = _GradScale.apply(site["value"], holders[name])
                 replay_trace.nodes[name] = site
-    model_trace = poutine.trace(poutine.replay(wrap(model), trace=replay_trace)).get_trace(
-        *args, **kwargs
+    try:
+        model_trace = poutine.trace(poutine.replay(wrap(model), trace=replay_trace)).get_trace(
+            *args, **kwargs
+        )
+    except ValueError as error:
+        if plates and any(name in str(error) for name in PARTICLE_PLATES):
+            _diagnose_plate_error(
+                model, guide, args, kwargs, max_plate_nesting, check_plate_nesting, error
+            )
+        raise
+    _check_plate_dims(
+        (model_trace, guide_trace),
+        max_plate_nesting,
+        lambda: guess_max_plate_nesting(model, guide, args, kwargs),
     )
+    if is_validation_enabled():
+        check_model_guide_match(
+            model_trace,
+            guide_trace,
+            math.inf if check_plate_nesting is None else check_plate_nesting + len(plates),
+        )
     rescored = None
     if prune:
         guide_trace = prune_subsample_sites(guide_trace)
@@ -303,7 +352,118 @@ def draw_particles(
     if rescore_guide:
         rescored = _rescore_guide(wrap(guide), guide_trace, replay_trace, args, kwargs)
     _compute_log_prob(model_trace)
+    _check_batch_dims((model_trace, guide_trace), max_plate_nesting, len(plates))
     return ParticleTraces(model_trace, guide_trace, rescored, holders)
+
+
+def _check_plate_dims(
+    traces: Sequence[poutine.Trace], max_plate_nesting: int, needed: Callable[[], int]
+) -> None:
+    """A user plate beyond ``max_plate_nesting`` would be read as a particle dim: a
+    ``ValueError`` naming the plate, its site, ``max_plate_nesting`` and the nesting the
+    program needs (``needed()``, only called on error). A loop over frames."""
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            for f in site["cond_indep_stack"]:
+                if f.vectorized and f.dim < -max_plate_nesting and f.name not in PARTICLE_PLATES:
+                    try:
+                        n = needed()
+                    except Exception:  # the guess failed: the plate's own dim is a lower bound
+                        n = -f.dim
+                    raise ValueError(
+                        f"pyro.plate({f.name!r}) at site {name!r} does not fit in "
+                        f"max_plate_nesting={max_plate_nesting}: the program's plates need "
+                        f"max_plate_nesting={n} (the particle plate goes outside them); pass "
+                        f"max_plate_nesting={n} or leave it out to have it guessed"
+                    )
+
+
+def _deepest_plate(traces: Sequence[poutine.Trace]) -> int:
+    """``-dim`` of the deepest vectorized plate of particle-free traces (0 without plates)."""
+    dims = [
+        f.dim for trace in traces for site in trace.nodes.values() if site["type"] == "sample"
+        for f in site["cond_indep_stack"] if f.vectorized
+    ]
+    return -min(dims) if dims else 0
+
+
+def _check_batch_dims(
+    traces: Sequence[poutine.Trace], max_plate_nesting: int, num_particle_dims: int
+) -> None:
+    """Batch dims outside every plate would be read as a particle dim: a ``ValueError`` naming
+    the site (one ``dim()`` per site)."""
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            log_prob = site.get("log_prob")
+            if log_prob is not None and log_prob.dim() > max_plate_nesting + num_particle_dims:
+                raise ValueError(
+                    f"site {name!r} has batch dims outside any plate (log_prob shape "
+                    f"{tuple(log_prob.shape)}, max_plate_nesting={max_plate_nesting}); declare "
+                    "them with pyro.plate or .to_event()"
+                )
+
+
+def _diagnose_plate_error(
+    model: Callable,
+    guide: Callable,
+    args,
+    kwargs,
+    max_plate_nesting: int,
+    check_plate_nesting: Optional[float],
+    error: ValueError,
+) -> None:
+    """Pyro reported a clash with the internal particle plate: run the program once without
+    particles (blocked, random state forked) and re-raise against the user's plate or site
+    (Pyro's model/guide check first, as :class:`~pyro.infer.Trace_ELBO` would). Returns (and
+    the original error stands) when the cause is something else."""
+    devices = _cuda_devices(list(args) + list(kwargs.values()))
+    try:
+        with torch.random.fork_rng(devices=devices), poutine.block():
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+                *args, **kwargs
+            )
+            if is_validation_enabled():
+                check_model_guide_match(
+                    model_trace, guide_trace,
+                    math.inf if check_plate_nesting is None else check_plate_nesting,
+                )
+            traces = (prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace))
+            for trace in traces:
+                _compute_log_prob(trace)
+    except ValueError as cause:
+        raise cause from error
+    except Exception:  # the program fails without particles too: the original error stands
+        return
+    try:
+        _check_plate_dims(traces, max_plate_nesting, lambda: _deepest_plate(traces))
+        _check_batch_dims(traces, max_plate_nesting, 0)
+    except ValueError as cause:
+        raise cause from error
+
+
+def trace_elbo_costs(
+    model_trace: poutine.Trace, guide_trace: poutine.Trace, sites: Sequence[str]
+) -> Dict[str, torch.Tensor]:
+    r"""The learning signal :class:`~pyro.infer.Trace_ELBO` gives each guide site of ``sites``:
+    :math:`\log p - \log q` over the model's sample sites (scaled and masked, detached),
+    summed over every plate the site is not in (Pyro's ``MultiFrameTensor.sum_to``), so that
+    ``(cost * site["log_prob"]).sum()`` is Pyro's score-function surrogate term. For one
+    particle (no particle plate), e.g. the :math:`K=1` case of
+    :class:`~pyro_deepgen.infer.TraceIWAE_ELBO`."""
+    log_r = MultiFrameTensor()
+    stacks = get_plate_stacks(model_trace)
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and name in stacks:
+            term = site["log_prob"]
+            if not site["is_observed"] and name in guide_trace.nodes:
+                term = term - guide_trace.nodes[name]["log_prob"]
+            log_r.add((stacks[name], term.detach()))
+    return {name: log_r.sum_to(guide_trace.nodes[name]["cond_indep_stack"]) for name in sites}
 
 
 class DataPlate(NamedTuple):
@@ -409,8 +569,13 @@ class LogWeights(NamedTuple):
 
     local: torch.Tensor  # (P, N): log p - log q of the sites inside the data plate
     global_: torch.Tensor  # (P, 1): log p - log q of the sites outside it
-    data: DataPlate
+    data: Optional[DataPlate]  # None: no plate in the program, which is one data point (N=1)
     global_latents: Tuple[str, ...]  # names of latent sites outside the data plate
+
+    @property
+    def scale(self) -> float:
+        """The data plate's subsampling scale ``size / subsample_size`` (1 without a plate)."""
+        return 1.0 if self.data is None else self.data.scale
 
 
 def log_weights(
@@ -419,6 +584,7 @@ def log_weights(
     max_plate_nesting: int,
     plate_name: Optional[str] = "data",
     num_particle_dims: int = 1,
+    allow_none: bool = False,
 ) -> LogWeights:
     r"""Split :math:`\log p(x,z) - \log q(z)` into per-data-point and global parts.
 
@@ -427,8 +593,12 @@ def log_weights(
     applied (other scales, e.g. :func:`pyro.poutine.scale`, are). With the nested layout of
     :func:`draw_particles` (``num_particle_dims=2``) the shapes are ``(K, J, N)`` and
     ``(K, 1, 1)``: a global site whose weight varies over the local particles is an error.
+
+    With ``allow_none=True`` a program without any vectorized plate (no plate, or sequential
+    ``pyro.plate`` loops only) is one data point: every site goes into ``local`` (``N=1``),
+    ``global_`` is zero and ``data`` is ``None``.
     """
-    data = find_data_plate(model_trace, plate_name)
+    data = find_data_plate(model_trace, plate_name, allow_none=allow_none)
     particle_shape = None
     local = 0.0
     global_ = 0.0
@@ -444,7 +614,7 @@ def log_weights(
             particle_shape = shape if particle_shape is None else torch.broadcast_shapes(
                 particle_shape, shape
             )
-            if is_local:
+            if is_local or data is None:
                 local = local + sign * lp
             else:
                 if num_particle_dims == 2 and lp.shape[1] != 1:
@@ -457,8 +627,10 @@ def log_weights(
                 if sign > 0 and not site["is_observed"]:
                     global_latents.append(name)
     if not torch.is_tensor(local):
+        if data is None:
+            raise ValueError("the model and guide have no pyro.sample site")
         raise ValueError(f"no site lies inside the data plate {data.name!r}")
-    local = local.expand(particle_shape + (data.subsample_size,))
+    local = local.expand(particle_shape + (1 if data is None else data.subsample_size,))
     global_shape = particle_shape[:1] + (1,) * num_particle_dims
     global_ = (local.new_zeros(global_shape) + global_).expand(global_shape)
     return LogWeights(local, global_, data, tuple(global_latents))

@@ -1,12 +1,12 @@
 r"""The single-sample score-function (REINFORCE / black-box VI) estimator of the ELBO."""
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import pyro
 import torch
 from pyro.util import warn_if_nan
 
 from .elbo import ParticleELBO
-from .score_terms import SiteTerm
+from .score_terms import plate_rao_blackwellized_costs
 from .util import value_with_surrogate_grad
 
 CONTROL_VARIATES = ("leave_one_out", "baseline", None)
@@ -49,15 +49,24 @@ class TraceScoreFunction_ELBO(ParticleELBO):
     the same model; for a practical estimator use :class:`~pyro.infer.Trace_ELBO` (which picks
     the pathwise gradient where it can) or :class:`~pyro_deepgen.infer.TraceVIMCO_ELBO`.
 
-    The score is Rao-Blackwellized over the data plate as in Pyro: a latent inside the data
-    plate is weighted by its own data point's :math:`f_n` (times the subsampling scale), a latent
-    outside it by the whole :math:`f` (so observed sites outside the data plate must not depend
-    on latents inside it). Particles are vectorized in an outermost plate.
+    **Rao-Blackwellization over every plate.** The learning signal of a guide site :math:`s` is
+    not the whole :math:`f` but :math:`f_s`, the detached :math:`\log p - \log q` of every
+    site summed over the plates :math:`s` does not lie in and kept per element of the plates it
+    does lie in (:func:`~pyro_deepgen.infer.score_terms.plate_rao_blackwellized_costs`): an
+    element of :math:`\log q(z_s)` is weighted by the terms of its own plate slice and by those
+    outside its plates, never by the other slices, which the plate declares conditionally
+    independent of it. This is the plate rule of Pyro's :class:`~pyro.infer.Trace_ELBO` (and
+    the plate part of :class:`~pyro.infer.TraceGraph_ELBO`, which also drops terms that do not
+    depend on :math:`z_s` by provenance tracking; those are kept here: zero-mean, so still
+    unbiased). It holds for every user plate, not only the data plate. The score
+    :math:`\log q(z_s)` is neither scaled nor masked, as in Pyro; the costs are (subsampling,
+    :func:`~pyro.poutine.scale`, :func:`~pyro.poutine.mask`). Particles are vectorized in an
+    outermost plate.
 
     **Control variates** (all keep the estimator unbiased):
 
     * ``"leave_one_out"`` (default): :math:`b_s = \frac1{S-1}\sum_{s'\neq s} f(z_{s'})`,
-      per data point; needs :math:`S\ge 2`.
+      per plate element of the Rao-Blackwellized signal; needs :math:`S\ge 2`.
     * ``"baseline"``: Pyro's per-site baselines, read from the guide site's
       ``infer={"baseline": {...}}`` with the keys of :class:`~pyro.infer.TraceGraph_ELBO`:
       ``use_decaying_avg_baseline`` with ``baseline_beta`` (default 0.90), ``nn_baseline``
@@ -65,18 +74,24 @@ class TraceScoreFunction_ELBO(ParticleELBO):
       decaying-average baseline. Unlike Pyro's, the decaying average is one number per site
       (averaged over particles and data points), so minibatches of any size work; it lives in
       the param store as ``"__sf_baseline_avg_<site>"``. Learned baselines (``nn_baseline``,
-      ``baseline_value``) must return one value per data point (shape ``(N,)``) for sites inside
-      the data plate and a scalar otherwise; their squared-error loss is added to the surrogate.
+      ``baseline_value``) return a tensor broadcastable to the site's batch shape (e.g.
+      ``(N,)`` inside a data plate at dim -1, a scalar outside every plate); their
+      squared-error loss is added to the surrogate.
     * ``None``: the plain estimator.
 
-    **Limiting case**: with ``num_particles=1`` and ``control_variate=None`` or ``"baseline"``
-    the value equals :class:`~pyro.infer.Trace_ELBO`'s for the same seed.
+    **Limiting cases**: whatever the control variate, the value equals
+    :class:`~pyro.infer.Trace_ELBO`'s (same ``num_particles``, ``vectorize_particles=True``)
+    for the same seed; with
+    ``control_variate=None`` on a program whose guide sites all lack ``rsample`` (discrete or
+    non-reparameterizable), the gradient does too, at any ``num_particles``.
+
+    A program without any sample site is refused with a ``ValueError``.
 
     :param int num_particles: :math:`S`, particles per step (vectorized).
     :param str control_variate: ``"leave_one_out"`` (default), ``"baseline"`` or ``None``.
     :param int max_plate_nesting: as in :class:`~pyro.infer.elbo.ELBO` (guessed if omitted).
-    :param str plate_name: name of the data plate (default ``"data"``; a program without any
-        plate counts as one data point).
+    :param str plate_name: name of the data plate (default ``"data"``); the
+        Rao-Blackwellization does not need it (it uses every plate).
 
     **References**
 
@@ -112,76 +127,82 @@ class TraceScoreFunction_ELBO(ParticleELBO):
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs):
         """The negative ELBO, with the score-function surrogate's gradient."""
-        terms = self._particle_terms(model, guide, args, kwargs)
-        cost_local = 0.0
-        cost_global = 0.0
-        for t, sign in [(t, 1.0) for t in terms.model] + [(t, -1.0) for t in terms.guide]:
-            if t.local:
-                cost_local = cost_local + sign * t.log_prob
-            else:
-                cost_global = cost_global + sign * t.log_prob
-        zero = terms.model[0].log_prob.new_zeros(self.num_particles, 1)
-        cost_local, cost_global = zero + cost_local, zero + cost_global  # (P, N), (P, 1)
-        total = (cost_local.sum(-1, keepdim=True) + cost_global).detach()  # (P, 1)
-        elbo = total.mean()
-
-        surrogate = sum(t.log_prob.sum() for t in terms.model)  # theta-gradient; z are detached
-        for t in terms.guide:
-            if t.is_observed:
-                continue
-            cost = (cost_local if t.local else total).detach()
-            baseline, baseline_loss = self._control_variate(t, cost)
-            surrogate = surrogate + ((cost - baseline) * t.unscaled).sum() - baseline_loss
-        surrogate = surrogate / self.num_particles
-        loss = value_with_surrogate_grad(-elbo, -surrogate)
+        traces = self._draw(model, guide, args, kwargs)
+        model_trace, guide_trace = traces.model, traces.guide
+        model_sites = [s for s in model_trace.nodes.values() if s["type"] == "sample"]
+        guide_sites = [s for s in guide_trace.nodes.values() if s["type"] == "sample"]
+        if not model_sites and not guide_sites:
+            raise ValueError(
+                "TraceScoreFunction_ELBO: the model and guide have no sample site (pyro.sample), "
+                "so there is no density to estimate; add the model's latent and observed sites"
+            )
+        zero = (model_sites or guide_sites)[0]["log_prob"].new_zeros(())
+        elbo = sum((s["log_prob"].detach().sum() for s in model_sites), zero)
+        elbo = elbo - sum((s["log_prob"].detach().sum() for s in guide_sites), zero)
+        surrogate = sum((s["log_prob"].sum() for s in model_sites), zero)  # theta; z detached
+        latents = [s["name"] for s in guide_sites if not s["is_observed"]]
+        costs = plate_rao_blackwellized_costs(model_trace, guide_trace, latents)
+        for name in latents:
+            site = guide_trace.nodes[name]
+            cost = costs[name]
+            baseline, baseline_loss = self._control_variate(name, site["infer"], cost)
+            # the score is neither scaled nor masked (Pyro's ScoreParts.scale_and_mask)
+            score = site["unscaled_log_prob"]
+            surrogate = surrogate + ((cost - baseline) * score).sum() - baseline_loss
+        loss = value_with_surrogate_grad(-elbo, -surrogate) / self.num_particles
         warn_if_nan(loss, "loss")
         return loss
 
-    def _control_variate(self, site: SiteTerm, cost: torch.Tensor):
-        """Return the baseline for ``cost`` (shape ``(P, N)`` or ``(P, 1)``) and the loss that
-        trains a learned baseline (subtracted from the surrogate ELBO)."""
+    def _control_variate(self, name: str, infer: Dict, cost: torch.Tensor):
+        """Return the baseline for ``cost`` (the site's ``log_prob`` shape, particles first) and
+        the loss that trains a learned baseline (subtracted from the surrogate ELBO)."""
         if self.control_variate is None:
             return 0.0, 0.0
         if self.control_variate == "leave_one_out":
             num = cost.shape[0]
             return (cost.sum(0, keepdim=True) - cost) / (num - 1), 0.0
-        options = dict(site.infer.get("baseline", {}))
+        options = dict(infer.get("baseline", {}))
         unknown = set(options) - set(_BASELINE_KEYS)
         if unknown:
             raise ValueError(
-                f"unrecognized baseline options {sorted(unknown)} at guide site {site.name!r}; "
+                f"unrecognized baseline options {sorted(unknown)} at guide site {name!r}; "
                 f"use {_BASELINE_KEYS}"
             )
         nn_baseline = options.get("nn_baseline")
         value = options.get("baseline_value")
         if nn_baseline is not None and value is not None:
             raise ValueError(
-                f"guide site {site.name!r}: use either nn_baseline or baseline_value, not both"
+                f"guide site {name!r}: use either nn_baseline or baseline_value, not both"
             )
         if nn_baseline is not None:
             if "nn_baseline_input" not in options:
-                raise ValueError(f"guide site {site.name!r}: nn_baseline needs nn_baseline_input")
+                raise ValueError(f"guide site {name!r}: nn_baseline needs nn_baseline_input")
             value = nn_baseline(options["nn_baseline_input"].detach())
         if value is not None:
-            target = cost.shape[1:] if site.local else ()
+            batch = cost.shape[1:]
             value = torch.as_tensor(value, dtype=cost.dtype, device=cost.device)
-            if value.shape not in (torch.Size(target), torch.Size(cost.shape[1:])):
+            try:
+                fits = value.dim() <= len(batch)
+                fits = fits and torch.broadcast_shapes(value.shape, batch) == batch
+            except RuntimeError:
+                fits = False
+            if not fits:
                 raise ValueError(
-                    f"the baseline at guide site {site.name!r} has shape {tuple(value.shape)}; "
-                    f"expected {tuple(target)} (one value per data point inside the data plate)"
+                    f"the baseline at guide site {name!r} has shape {tuple(value.shape)}; "
+                    f"expected one broadcastable to the site's batch shape {tuple(batch)} "
+                    "(one value per plate element, e.g. (N,) inside a data plate at dim -1)"
                 )
-            value = value.reshape(1, -1)
             return value.detach(), (cost - value).pow(2).sum() / 2
         # decaying average (Pyro's use_decaying_avg_baseline), one number per site
         beta = float(options.get("baseline_beta", 0.90))
         if not 0.0 <= beta < 1.0:
-            raise ValueError(f"baseline_beta={beta} at guide site {site.name!r}: use 0 <= beta < 1")
-        name = "__sf_baseline_avg_" + site.name
+            raise ValueError(f"baseline_beta={beta} at guide site {name!r}: use 0 <= beta < 1")
+        key = "__sf_baseline_avg_" + name
         store = pyro.get_param_store()
-        old = store[name].detach() if name in store else None
+        old = store[key].detach() if key in store else None
         mean = cost.mean().detach()
         if torch.is_grad_enabled():  # training step; loss() evaluations leave it alone
             with torch.no_grad():
-                store[name] = mean if old is None else beta * old + (1 - beta) * mean
+                store[key] = mean if old is None else beta * old + (1 - beta) * mean
         # the very first step has no history: no baseline rather than a biased one
         return (0.0 if old is None else old), 0.0

@@ -63,8 +63,11 @@ class TraceVIMCO_ELBO(ParticleELBO):
     **Global latents.** If some latent site lies outside the data plate, the data points do
     not have separate bounds: the whole minibatch's weight
     :math:`w_i = w^{\text{global}}_i + c\sum_n w_{ni}` enters one log-mean-exp (as in Pyro's
-    :class:`~pyro.infer.RenyiELBO`, pyro issue #3104). A program without any plate is one
-    data point. Observed sites outside the data plate must not depend on local latents.
+    :class:`~pyro.infer.RenyiELBO`, pyro issue #3104). A program without any vectorized plate
+    (no plate, or sequential ``pyro.plate`` loops only) is one data point, whose weight is that
+    of the whole program (the plate rule of :class:`~pyro_deepgen.infer.elbo.ParticleELBO`).
+    Observed sites outside the data plate must not depend on local latents. Pyro's model/guide
+    checks apply (mismatched shapes raise, sites missing on one side warn).
 
     **Limiting cases.** :math:`k=1` has no leave-one-out baseline and is refused; as
     :math:`k\to\infty`, :math:`\mathcal L_k\to\log p(x)`. With ``leave_one_out=False`` the

@@ -121,7 +121,14 @@ class ReweightedWakeSleep(ParticleELBO):
     def _wake(self, model, guide, args, kwargs):
         """Per-data-point ``log p(x, h)`` and ``log q(h|x)`` of shape ``(K, B)``, and the
         subsampling scale ``N / B`` of the data plate."""
-        model_trace, guide_trace = self._draw(model, guide, args, kwargs)[:2]
+        traces = self._draw(model, guide, args, kwargs)
+        self._require_latents(traces, "the wake phase trains q(h|x) on the model's latents")
+        model_trace, guide_trace = traces.model, traces.guide
+        if not any(s["type"] == "sample" for s in guide_trace.nodes.values()):
+            raise ValueError(
+                f"{type(self).__name__}: the guide samples no latent site, so there is no q(h|x) to "
+                "train; sample each of the model's latent sites in the guide"
+            )
         data = find_data_plate(model_trace, self.plate_name)
         log_p = self._per_datum_log_prob(model_trace, data)
         log_q = self._per_datum_log_prob(guide_trace, data)

@@ -13,6 +13,7 @@ import pytest
 from pyro_deepgen import __version__
 from pyro_deepgen.cli import build_parser, main
 from pyro_deepgen.cli.common import SIZES_METAVAR, int_list
+from pyro_deepgen.experiments.autoregressive import AutoregressiveConfig
 from pyro_deepgen.experiments.diffusion import DiffusionConfig
 from pyro_deepgen.experiments.flows2d import Flows2DConfig
 from pyro_deepgen.experiments.rbm import RBMConfig
@@ -28,6 +29,8 @@ OPTIONS = {
             "--chain-samples".split()),
     "diffusion": (DiffusionConfig, COMMON + "--steps --schedule --epochs --batch-size --lr --loss --mean-type "
                   "--net --hidden --hidden-dims --base-channels --num-train --max-test --num-samples".split()),
+    "autoregressive": (AutoregressiveConfig, COMMON + "--model --hidden --orderings --epochs --patience "
+                       "--batch-size --lr".split()),
     "flows2d": (Flows2DConfig, "--help --seed --device --out --overwrite --no-progress --energies --flows --depths "
                 "--steps --anneal-steps --particles --lr --samples".split()),
 }
@@ -79,7 +82,7 @@ def _action(command, option):
 
 def test_hidden_has_one_form_in_every_command():
     commands = [c for c in OPTIONS if "--hidden" in OPTIONS[c][1]]
-    assert sorted(commands) == ["diffusion", "rbm", "vae"]
+    assert sorted(commands) == ["autoregressive", "diffusion", "rbm", "vae"]
     for command in commands:
         action = _action(command, "--hidden")
         assert action.type is int_list and action.metavar == SIZES_METAVAR, command

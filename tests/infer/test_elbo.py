@@ -1,6 +1,7 @@
 """The particle-ELBO base: one loss/loss_and_grads, a protected plate-nesting guess, one
 num_particles check, and Pyro's hooks drawing the particles."""
 import inspect
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -242,3 +243,191 @@ def test_particle_elbo_is_abstract_in_differentiable_loss_only():
     expected = Trace_ELBO().loss(model, guide, x)
     pyro.set_rng_seed(8)
     assert Plain().loss(model, guide, x) == pytest.approx(expected, rel=1e-12)
+
+
+# -- Pyro's model/guide checks, degenerate programs, the plate rule, one particle ----------------
+def _point_model(x):
+    z = pyro.sample("z", dist.Normal(torch.zeros((), dtype=f64), 1.0))
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def _point_guide(x):
+    loc = pyro.param("loc", torch.tensor(0.1, dtype=f64))
+    pyro.sample("z", dist.Normal(loc, 1.0))
+
+
+def _vector_model(x):
+    z = pyro.sample("z", dist.Normal(torch.zeros(3, dtype=f64), 1.0).to_event(1))
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(z.sum(), 1.0), obs=x)
+
+
+def _wide_guide(x):  # z of shape (2,) where the model has (3,)
+    pyro.sample("z", dist.Normal(torch.zeros(2, dtype=f64), 1.0).to_event(1))
+
+
+def _empty_guide(x):
+    pass
+
+
+def _extra_guide(x):
+    _point_guide(x)
+    pyro.sample("u", dist.Normal(torch.zeros((), dtype=f64), 1.0))
+
+
+CHECKED = [  # every estimator drawing through ParticleELBO._draw, at one and several particles
+    lambda: TraceIWAE_ELBO(1),
+    lambda: TraceIWAE_ELBO(3),
+    lambda: TraceIWAE_ELBO(3, "dreg"),
+    lambda: TraceVIMCO_ELBO(3),
+    lambda: TraceScoreFunction_ELBO(3),
+    lambda: TraceHVI_ELBO(num_steps=0),
+]
+CHECKED_IDS = ["iwae1", "iwae3", "dreg3", "vimco3", "sf3", "hvi0"]
+
+
+def _outcome(elbo, model_, guide_, *args):
+    """(exception type and first message line, or None; the warnings' first phrases) of one
+    ``loss`` call."""
+    pyro.clear_param_store()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        try:
+            elbo.loss(model_, guide_, *args)
+            error = None
+        except Exception as e:  # noqa: BLE001 (compared against Pyro's)
+            error = (type(e), str(e).split("\n")[0])
+    return error, [str(w.message).split(":")[0] for w in record]
+
+
+@pytest.mark.parametrize("make", CHECKED, ids=CHECKED_IDS)
+def test_model_guide_shape_mismatch_raises_pyros_error(make):
+    x = _data()
+    expected, _ = _outcome(Trace_ELBO(), _vector_model, _wide_guide, x)
+    assert expected[0] is ValueError and "Model and guide shapes disagree at site 'z'" in expected[1]
+    got, _ = _outcome(make(), _vector_model, _wide_guide, x)
+    assert got[0] is ValueError and got[1].startswith("Model and guide shapes disagree at site 'z'")
+
+
+@pytest.mark.parametrize("make", CHECKED, ids=CHECKED_IDS)
+@pytest.mark.parametrize(
+    "guide_, message",
+    [
+        (_empty_guide, "Found vars in model but not guide"),
+        (_extra_guide, "Found non-auxiliary vars in guide but not model, consider marking these "
+                       "infer={'is_auxiliary'"),
+    ],
+    ids=["missing-in-guide", "guide-only"],
+)
+def test_sites_missing_on_one_side_warn_as_pyro(make, guide_, message):
+    x = _data()
+    expected_error, expected = _outcome(Trace_ELBO(), _point_model, guide_, x)
+    assert expected_error is None and message in expected
+    error, got = _outcome(make(), _point_model, guide_, x)
+    if error is not None:  # a latent the estimator cannot handle is refused by name
+        assert "guide" in error[1] or "latent" in error[1], error
+    assert message in got
+
+
+def test_checks_follow_pyros_validation_switch():
+    x = _data()
+    with pyro.validation_enabled(False):
+        error, warned = _outcome(TraceIWAE_ELBO(3), _point_model, _empty_guide, x)
+    assert error is None and warned == []
+
+
+def test_auxiliary_guide_site_does_not_warn():
+    def guide_(x):
+        _point_guide(x)
+        pyro.sample("u", dist.Normal(torch.zeros((), dtype=f64), 1.0), infer={"is_auxiliary": True})
+
+    error, warned = _outcome(TraceIWAE_ELBO(3), _point_model, guide_, _data())
+    assert error is None and warned == []
+
+
+@pytest.mark.parametrize("make", CHECKED, ids=CHECKED_IDS)
+def test_program_without_sample_sites_is_named(make):
+    with pytest.raises(ValueError, match=r"_ELBO: the model and guide have no sample sites \(the"):
+        make().loss(lambda x: None, lambda x: None, _data())
+
+
+def test_require_latents_names_the_estimator():
+    def observed_only(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(torch.zeros((), dtype=f64), 1.0), obs=x)
+
+    elbo = TraceIWAE_ELBO(2)
+    traces = elbo._draw(observed_only, lambda x: None, (_data(),), {})
+    with pytest.raises(ValueError, match="TraceIWAE_ELBO needs at least one latent .*because"):
+        elbo._require_latents(traces, "because")
+    # the bound itself needs none: it is then log p(x), exactly
+    expected = dist.Normal(torch.zeros((), dtype=f64), 1.0).log_prob(_data()).sum()
+    assert elbo.loss(observed_only, lambda x: None, _data()) == pytest.approx(-expected.item())
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("dim", [None, -1])
+def test_plate_nesting_mistake_names_the_users_plate(k, dim):
+    """max_plate_nesting=0 with one user plate: the error names pyro.plate('data') and the
+    nesting needed, never the internal particle plate (Pyro's names num_particles_vectorized or
+    reads the obs with the wrong batch shape)."""
+    def model_(x):
+        with pyro.plate("data", len(x), dim=dim):
+            z = pyro.sample("z", dist.Normal(torch.zeros((), dtype=f64), 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide_(x):
+        with pyro.plate("data", len(x), dim=dim):
+            pyro.sample("z", dist.Normal(torch.zeros((), dtype=f64), 1.0))
+
+    for elbo in (TraceIWAE_ELBO(k, max_plate_nesting=0), TraceVIMCO_ELBO(3, max_plate_nesting=0)):
+        with pytest.raises(ValueError) as info:
+            elbo.loss(model_, guide_, _data())
+        message = str(info.value)
+        assert "pyro.plate('data')" in message and "max_plate_nesting=1" in message, message
+        assert PARTICLE_PLATE not in message
+
+
+def test_batch_dims_outside_any_plate_are_named():
+    def model_(x):
+        pyro.sample("z", dist.Normal(torch.zeros(2, dtype=f64), 1.0))
+
+    for k in (1, 3):
+        with pytest.raises(ValueError, match="site 'z' has batch dims outside any plate"):
+            TraceIWAE_ELBO(k).loss(model_, model_, _data())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TraceIWAE_ELBO(1),
+        lambda: TraceIWAE_ELBO(1, "stl"),
+        lambda: TraceScoreFunction_ELBO(1, control_variate=None),
+        lambda: TraceHVI_ELBO(num_steps=0),
+        lambda: ReweightedWakeSleep(num_particles=1),
+    ],
+    ids=["iwae", "stl", "sf", "hvi0", "rws"],
+)
+def test_one_particle_adds_no_particle_dim(make):
+    """As Pyro's vectorized ELBO at one particle: user shape assertions hold."""
+    def model_(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(torch.zeros((), dtype=f64), 1.0))
+            assert z.shape == x.shape
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide_(x):
+        loc = pyro.param("loc", torch.zeros((), dtype=f64))
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(loc, 1.0))
+            assert z.shape == x.shape
+
+    x = _data()
+    make().loss(model_, guide_, x)
+    traces = draw_particles(model_, guide_, (x,), {}, 1, 1)
+    assert traces.guide.nodes["z"]["value"].shape == x.shape
+    assert PARTICLE_PLATE not in {f.name for f in traces.guide.nodes["z"]["cond_indep_stack"]}
+    assert draw_particles(model, guide, (x,), {}, 2, 1).guide.nodes["z"]["value"].shape == (
+        2, len(x)
+    )

@@ -4,6 +4,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro.distributions.testing import fakes
 from pyro.poutine.messenger import Messenger
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
@@ -149,7 +150,7 @@ def test_momenta_are_auxiliary_sites_and_module_reverse_model_is_registered():
     with Recorder() as recorder:
         loss = hvi.differentiable_loss(lg.model, bad_guide(lg), x)
     site = recorder.sites["hvi.z.momentum"]
-    assert site["infer"]["is_auxiliary"] and site["value"].shape == (1, 3, 2)
+    assert site["infer"]["is_auxiliary"] and site["value"].shape == (3, 2)  # no particle dim at num_particles=1
     assert "hvi.reverse_model$$$net.weight" in pyro.get_param_store()
     loss.backward()
     assert net.weight.grad is not None and net.weight.grad.abs().sum() > 0
@@ -226,3 +227,78 @@ def test_runs_on_device(device):
     assert loss.device.type == device.type and torch.isfinite(loss)
     leaf = pyro.param("hvi.z.step_size").unconstrained()
     assert leaf.device.type == device.type and leaf.grad is not None
+
+
+def _two_point(site_type):
+    """A two-point model whose guide site "z" is reparameterized, not reparameterizable
+    (NonreparameterizedNormal) or discrete (Bernoulli), next to a global reparameterized "g"."""
+    data = torch.tensor([-0.5, 2.0])
+
+    def dist_z(p):
+        if site_type == "bernoulli":
+            return dist.Bernoulli(logits=p)
+        Normal = dist.Normal if site_type == "reparam" else fakes.NonreparameterizedNormal
+        return Normal(p, 1.0)
+
+    def model():
+        g = pyro.sample("g", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 2):
+            z = pyro.sample("z", dist_z(torch.zeros(2)))
+            pyro.sample("x", dist.Normal(z + g, 1.0), obs=data)
+
+    def guide():
+        loc = pyro.param("loc", torch.tensor([0.3, -0.2]))
+        pyro.sample("g", dist.Normal(pyro.param("g_loc", torch.tensor(0.1)), 1.0))
+        with pyro.plate("data", 2):
+            pyro.sample("z", dist_z(loc))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("num_particles", [1, 4])
+@pytest.mark.parametrize("site_type", ["reparam", "nonreparam", "bernoulli"])
+def test_zero_steps_equals_trace_elbo_on_every_site_type(site_type, num_particles):
+    # value and gradient (including the score-function term of a site that cannot be
+    # reparameterized) equal Trace_ELBO's, vectorized particles, same seed
+    model, guide = _two_point(site_type)
+    results = []
+    for elbo in (
+        Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1),
+        TraceHVI_ELBO(num_steps=0, num_particles=num_particles, max_plate_nesting=1),
+    ):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(7)
+        loss = elbo.differentiable_loss(model, guide)
+        params = [pyro.param(n).unconstrained() for n in ("loc", "g_loc")]
+        results.append((loss.item(), torch.autograd.grad(loss, params)))
+    (expected, expected_grads), (actual, grads) = results
+    assert actual == pytest.approx(expected, rel=1e-6)
+    for g, e in zip(grads, expected_grads):
+        assert torch.allclose(g, e, rtol=1e-5, atol=1e-6), (g, e)
+    if site_type == "nonreparam":  # the score-function term is there
+        assert not torch.allclose(grads[0], torch.zeros(2))
+
+
+def test_steps_refuse_nonreparameterized_site_by_name():
+    model, guide = _two_point("nonreparam")
+    with pytest.raises(ValueError, match="latent site 'z' is discrete or not reparameterizable"):
+        TraceHVI_ELBO(num_steps=2).loss(model, guide)
+
+
+@pytest.mark.parametrize("num_steps", [0, 2])
+def test_degenerate_programs(num_steps):
+    def empty():
+        pass
+
+    with pytest.raises(ValueError, match="TraceHVI_ELBO: the model and guide have no sample site"):
+        TraceHVI_ELBO(num_steps=num_steps).loss(empty, empty)
+
+    def observed_only():
+        pyro.sample("x", dist.Normal(pyro.param("m", torch.tensor(0.0)), 1.0), obs=torch.tensor(1.0))
+
+    if num_steps == 0:  # no latent: the ELBO is log p(x) exactly
+        loss = TraceHVI_ELBO(num_steps=0).loss(observed_only, empty)
+        assert loss == pytest.approx(-dist.Normal(0.0, 1.0).log_prob(torch.tensor(1.0)).item())
+    else:
+        with pytest.raises(ValueError, match=r"no latent sample site.*use num_steps=0"):
+            TraceHVI_ELBO(num_steps=num_steps).loss(observed_only, empty)

@@ -12,6 +12,7 @@ from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 from torch.distributions import constraints
 
 from pyro_deepgen.infer import TraceIWAE_ELBO
+from pyro_deepgen.infer.particles import draw_particles
 from pyro_deepgen.models import VAE
 from tests.linear_gaussian import LinearGaussian
 
@@ -581,3 +582,127 @@ def test_stl_rejects_a_parameter_whose_graph_was_built_outside_the_guide():
 
     with pytest.raises(ValueError, match="guide site 'z'.*cannot stop"):
         TraceIWAE_ELBO(2, "stl").differentiable_loss(conj_model, guide, X_ANY)
+
+
+# -- the plate rule, one particle, exact K=1 score terms ------------------------------------------
+SIGMA = 0.5
+
+
+def plateless_model(x):
+    """z ~ N(0, 1), x ~ N(z, 0.5^2) with x a scalar: log p(x) = log N(x; 0, 1 + 0.5^2)."""
+    z = pyro.sample("z", dist.Normal(torch.tensor(0.0, dtype=f64), 1.0))
+    pyro.sample("x", dist.Normal(z, SIGMA), obs=x)
+
+
+def sequential_model(x):
+    """The same z with a sequential plate over the observations (one data point overall)."""
+    z = pyro.sample("z", dist.Normal(torch.tensor(0.0, dtype=f64), 1.0))
+    for i in pyro.plate("data", len(x)):
+        pyro.sample(f"x_{i}", dist.Normal(z, SIGMA), obs=x[i])
+
+
+def make_point_guide(normal=dist.Normal):
+    def guide(x):
+        loc = pyro.param("loc", torch.tensor(0.2, dtype=f64))
+        scale = pyro.param("scale", torch.tensor(0.7, dtype=f64), constraint=constraints.positive)
+        pyro.sample("z", normal(loc, scale))
+
+    return guide
+
+
+X_SCALAR = torch.tensor(0.8, dtype=f64)
+X_SEQ = torch.tensor([0.8, 1.1, 0.3], dtype=f64)
+
+
+@pytest.mark.parametrize(
+    "model, x", [(plateless_model, X_SCALAR), (sequential_model, X_SEQ)], ids=["none", "seq"]
+)
+@pytest.mark.parametrize("estimator", ["iwae", "stl", "dreg"])
+def test_plateless_k1_equals_trace_elbo(model, x, estimator):
+    """A program without a vectorized plate is one data point; at K=1 (no particle plate) the
+    value and gradient are Trace_ELBO's at the same seed (STL/DReG: same value)."""
+    guide = make_point_guide()
+    pyro.clear_param_store()
+    guide(x)
+    ours = seeded_grads(TraceIWAE_ELBO(1, estimator), model, guide, ["loc", "scale"], 4, x)
+    ref = seeded_grads(Trace_ELBO(), model, guide, ["loc", "scale"], 4, x)
+    assert ours[0].item() == pytest.approx(ref[0].item(), rel=1e-12)
+    if estimator == "iwae":
+        for n in ("loc", "scale"):
+            assert torch.allclose(ours[1][n], ref[1][n], rtol=1e-12, atol=1e-14), n
+
+
+@pytest.mark.parametrize(
+    "model, x", [(plateless_model, X_SCALAR), (sequential_model, X_SEQ)], ids=["none", "seq"]
+)
+def test_plateless_value_is_log_mean_exp_of_whole_program_weights(model, x):
+    """Value at K=5 = log (1/K) sum_k exp(log p(x, z_k) - log q(z_k)) of the whole program
+    (recomputed by hand from the drawn z_k); at large K it reaches the closed-form log p(x)."""
+    guide = make_point_guide()
+    pyro.clear_param_store()
+    pyro.set_rng_seed(5)
+    loss = TraceIWAE_ELBO(5, max_plate_nesting=0).loss(model, guide, x)
+    pyro.set_rng_seed(5)
+    z = draw_particles(model, guide, (x,), {}, 5, 0).guide.nodes["z"]["value"]
+    assert z.shape == (5,)
+    log_w = (
+        dist.Normal(0.0, 1.0).log_prob(z)
+        + dist.Normal(z.unsqueeze(-1), SIGMA).log_prob(x.reshape(-1)).sum(-1)
+        - dist.Normal(pyro.param("loc"), pyro.param("scale")).log_prob(z)
+    )
+    expected = torch.logsumexp(log_w, 0) - math.log(5)
+    assert -loss == pytest.approx(expected.item(), rel=1e-12)
+    if model is plateless_model:  # q = the exact posterior: every weight is log p(x)
+        log_px = dist.Normal(torch.zeros((), dtype=f64), math.sqrt(1 + SIGMA**2)).log_prob(x).item()
+        var = SIGMA**2 / (1 + SIGMA**2)
+        pyro.get_param_store()["loc"] = x / (1 + SIGMA**2)
+        pyro.get_param_store()["scale"] = torch.tensor(var, dtype=f64).sqrt()
+        for k in (1, 7):
+            assert -TraceIWAE_ELBO(k).loss(model, guide, x) == pytest.approx(log_px, rel=1e-12)
+
+
+def test_nested_bound_needs_a_vectorized_data_plate():
+    with pytest.raises(ValueError, match="nested=True needs a vectorized data plate"):
+        TraceIWAE_ELBO(2, nested=True).loss(plateless_model, make_point_guide(), X_SCALAR)
+
+
+def nonreparam_model(x):
+    theta = pyro.sample("theta", dist.Normal(torch.tensor(0.0, dtype=f64), 1.0))
+    with pyro.plate("data", len(x), subsample_size=3):
+        idx = pyro.subsample(torch.arange(len(x)), event_dim=0)
+        z = pyro.sample("z", dist.Normal(theta, 1.0))
+        pyro.sample("x", dist.Normal(z, SIGMA), obs=x[idx])
+
+
+def nonreparam_guide(x):
+    m = pyro.param("m", torch.tensor(0.1, dtype=f64))
+    a = pyro.param("a", torch.tensor(0.4, dtype=f64))
+    pyro.sample("theta", NonreparameterizedNormal(m, 0.8))
+    with pyro.plate("data", len(x), subsample_size=3) as idx:
+        pyro.sample("z", NonreparameterizedNormal(a * x[idx], 0.6))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_k1_non_reparameterized_gradient_equals_trace_elbo_exactly(seed):
+    """At K=1 the score-function term is Trace_ELBO's, Rao-Blackwellized over the plates, with
+    no extra zero-mean -grad log q term: the same gradient at the same seed (global and local
+    non-reparameterized sites, a subsampled data plate)."""
+    x = torch.linspace(-1.0, 2.0, 5, dtype=f64)
+    pyro.clear_param_store()
+    nonreparam_guide(x)
+    names = ["m", "a"]
+    ours = seeded_grads(TraceIWAE_ELBO(1), nonreparam_model, nonreparam_guide, names, seed, x)
+    ref = seeded_grads(Trace_ELBO(), nonreparam_model, nonreparam_guide, names, seed, x)
+    assert ours[0].item() == pytest.approx(ref[0].item(), rel=1e-12)
+    for n in names:
+        assert torch.allclose(ours[1][n], ref[1][n], rtol=1e-10, atol=1e-12), (n, ours[1], ref[1])
+
+
+def test_k1_non_reparameterized_plateless_gradient_equals_trace_elbo():
+    guide = make_point_guide(NonreparameterizedNormal)
+    pyro.clear_param_store()
+    guide(X_SEQ)
+    ours = seeded_grads(TraceIWAE_ELBO(1), sequential_model, guide, ["loc", "scale"], 6, X_SEQ)
+    ref = seeded_grads(Trace_ELBO(), sequential_model, guide, ["loc", "scale"], 6, X_SEQ)
+    for n in ("loc", "scale"):
+        assert torch.allclose(ours[1][n], ref[1][n], rtol=1e-10, atol=1e-12), n

@@ -2,7 +2,8 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.distributions.testing import fakes
+from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
 from pyro.optim import Adam
 
 from pyro_deepgen.infer import TraceScoreFunction_ELBO
@@ -138,3 +139,153 @@ def test_nn_baseline_is_unbiased_and_trained():
     grads = torch.autograd.grad(loss, params + [net.bias])
     bm.assert_unbiased([-g for g in grads[:2]], bm.exact()[1])
     assert grads[2].abs().item() > 0
+
+
+# -- Rao-Blackwellization over every plate ------------------------------------------------------
+R, ITEMS = 20000, 4
+X_ITEMS = torch.tensor([-0.5, 2.0, 1.0, 0.3])
+LOC0 = torch.tensor([0.3, -0.2, 0.5, 0.0])
+M0 = 0.2
+
+
+def plate_model():
+    # R independent replicates (a user plate) of: a global g, ITEMS local z in a user plate
+    with pyro.plate("reps", R, dim=-2):
+        g = pyro.sample("g", fakes.NonreparameterizedNormal(0.0, 1.0))
+        with pyro.plate("items", ITEMS, dim=-1):
+            z = pyro.sample("z", fakes.NonreparameterizedNormal(g, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=X_ITEMS)
+
+
+def plate_guide():
+    m = pyro.param("m", torch.full((R, 1), M0))
+    loc = pyro.param("loc", LOC0.expand(R, ITEMS).clone())
+    with pyro.plate("reps", R, dim=-2):
+        pyro.sample("g", fakes.NonreparameterizedNormal(m, 1.0))
+        with pyro.plate("items", ITEMS, dim=-1):
+            pyro.sample("z", fakes.NonreparameterizedNormal(loc, 1.0))
+
+
+def plate_gradient_draws(elbo):
+    """R independent draws (one per replicate) of the ELBO-gradient estimate for (m, loc)."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    if isinstance(elbo, TraceGraph_ELBO):
+        loss = elbo._loss_and_surrogate_loss(plate_model, plate_guide, (), {})[1]
+    else:
+        loss = elbo.differentiable_loss(plate_model, plate_guide)
+    return [-g for g in torch.autograd.grad(loss, [pyro.param("m"), pyro.param("loc")])]
+
+
+@pytest.mark.parametrize("num_particles,control_variate", [(1, None), (2, "leave_one_out")])
+def test_rao_blackwellized_over_every_plate(num_particles, control_variate):
+    # Exact ELBO gradient (Gaussian closed form): d/dloc_i = (m - loc_i) + (x_i - loc_i),
+    # d/dm = -m + sum_i (loc_i - m). Each of R = 20000 replicates (the "reps" plate) is one
+    # independent draw: the mean is within 4 standard errors (+1e-3) of the exact gradient,
+    # which holds only if the cost of a replicate's sites excludes the other replicates
+    # (Rao-Blackwellized over "reps"), and z_i's excludes z_j (over "items").
+    exact = [torch.tensor([-M0 + (LOC0 - M0).sum()]), (M0 - LOC0) + (X_ITEMS - LOC0)]
+    elbo = TraceScoreFunction_ELBO(num_particles, control_variate, max_plate_nesting=2)
+    draws = plate_gradient_draws(elbo)
+    bm.assert_unbiased(draws, exact)
+    # the variance per coordinate is within 3x that of Pyro's TraceGraph_ELBO with as many
+    # particles on the same draws' shape (measured: ratio 1.0 for loc, 1.5 for m at one
+    # particle; below 1 with the leave-one-out control variate)
+    reference = plate_gradient_draws(
+        TraceGraph_ELBO(num_particles, vectorize_particles=True, max_plate_nesting=2)
+    )
+    for g, r in zip(draws, reference):
+        assert (g.var(0) < 3 * r.var(0)).all(), (g.var(0), r.var(0))
+
+
+def test_pyro_plate_shape():
+    # Pyro's test_plate: a user plate of 100000 local sites next to the data plate, with global
+    # nuisance latents; the loc gradient per local site is [0.5, -2.0] within Pyro's 0.06
+    data = torch.tensor([-0.5, 2.0])
+    M = 100000
+    Normal = fakes.NonreparameterizedNormal
+
+    def model():
+        pyro.sample("nuisance_a", Normal(0.0, 1.0))
+        with pyro.plate("particles", M, dim=-2), pyro.plate("data", 2, dim=-1):
+            z = pyro.sample("z", Normal(0.0, 1.0))
+            pyro.sample("x", Normal(z, 1.0), obs=data)
+        pyro.sample("nuisance_b", Normal(2.0, 3.0))
+
+    def guide():
+        loc = pyro.param("loc", torch.zeros(2))
+        pyro.sample("nuisance_b", Normal(2.0, 3.0))
+        with pyro.plate("particles", M, dim=-2), pyro.plate("data", 2, dim=-1):
+            pyro.sample("z", Normal(loc, 1.0))
+        pyro.sample("nuisance_a", Normal(0.0, 1.0))
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    loss = TraceScoreFunction_ELBO(1, None, max_plate_nesting=2).differentiable_loss(model, guide)
+    (grad,) = torch.autograd.grad(loss, [pyro.param("loc")])
+    assert torch.allclose(grad / M, torch.tensor([0.5, -2.0]), atol=0.06), grad / M
+
+
+@pytest.mark.parametrize("num_particles", [1, 3])
+@pytest.mark.parametrize("site", ["nonreparam", "bernoulli"])
+def test_equals_trace_elbo_on_score_function_sites(site, num_particles):
+    # where Trace_ELBO itself uses the score function (sites without rsample) and no control
+    # variate is used, value and gradient equal Trace_ELBO's with vectorized particles, same seed
+    data = torch.tensor([-0.5, 2.0])
+
+    def latent(p):
+        return dist.Bernoulli(logits=p) if site == "bernoulli" else fakes.NonreparameterizedNormal(p, 1.0)
+
+    def model():
+        g = pyro.sample("g", fakes.NonreparameterizedNormal(0.0, 1.0))
+        with pyro.plate("data", 2):
+            z = pyro.sample("z", latent(torch.zeros(2)))
+            pyro.sample("x", dist.Normal(z + g, 1.0), obs=data)
+
+    def guide():
+        pyro.sample("g", fakes.NonreparameterizedNormal(pyro.param("m", torch.tensor(0.1)), 1.0))
+        with pyro.plate("data", 2):
+            pyro.sample("z", latent(pyro.param("loc", torch.tensor([0.3, -0.2]))))
+
+    results = []
+    for elbo in (
+        Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1),
+        TraceScoreFunction_ELBO(num_particles, control_variate=None, max_plate_nesting=1),
+    ):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(5)
+        loss = elbo.differentiable_loss(model, guide)
+        results.append((loss.item(), torch.autograd.grad(loss, [pyro.param("m"), pyro.param("loc")])))
+    (expected, expected_grads), (actual, grads) = results
+    assert actual == pytest.approx(expected, rel=1e-6)
+    for g, e in zip(grads, expected_grads):
+        assert torch.allclose(g, e, rtol=1e-5, atol=1e-6), (g, e)
+
+
+def test_program_without_sample_sites():
+    def empty():
+        pyro.param("p", torch.tensor(0.0))
+
+    with pytest.raises(ValueError, match="TraceScoreFunction_ELBO: the model and guide have no"):
+        TraceScoreFunction_ELBO(2).loss(empty, empty)
+
+
+def test_program_without_latents_is_log_likelihood():
+    # only observed sites (empty guide): the value is -log p(x) and the gradient its gradient
+    x = torch.tensor([0.5, -1.0])
+
+    def model():
+        theta = pyro.param("theta", torch.tensor(0.2))
+        with pyro.plate("data", 2):
+            pyro.sample("x", dist.Normal(theta, 1.0), obs=x)
+
+    def guide():
+        pass
+
+    pyro.clear_param_store()
+    loss = TraceScoreFunction_ELBO(2).differentiable_loss(model, guide)
+    theta = pyro.param("theta")
+    expected = -dist.Normal(theta, 1.0).log_prob(x).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, [theta.unconstrained()])
+    assert grad.item() == pytest.approx(-(x - 0.2).sum().item(), rel=1e-5)

@@ -8,7 +8,8 @@ from pyro.distributions.testing.fakes import NonreparameterizedNormal
 from pyro.infer import SVI, RenyiELBO
 from pyro.optim import Adam
 
-from pyro_deepgen.infer import TraceVIMCO_ELBO
+from pyro_deepgen.infer import TraceIWAE_ELBO, TraceVIMCO_ELBO
+from pyro_deepgen.infer.particles import draw_particles
 from pyro_deepgen.models import VAE
 
 from . import bernoulli_model as bm
@@ -189,3 +190,35 @@ def test_pyro_renyi_ignores_non_reparameterized_sites():
     loss = TraceVIMCO_ELBO(K).differentiable_loss(model, guide, x)
     (grad,) = torch.autograd.grad(loss, [pyro.param("loc").unconstrained()])
     assert -grad.mean() > 0.2  # true value ~0.29 (pathwise, 20000 draws); se here ~0.02
+
+
+@pytest.mark.parametrize("sequential", [False, True], ids=["no-plate", "sequential-plate"])
+def test_program_without_vectorized_plate_is_one_data_point(sequential):
+    """Plate rule: no vectorized plate means one data point; the value is the log-mean-exp of
+    the whole program's weights, recomputed here from the drawn particles."""
+    x = torch.tensor([0.3, 1.2, -0.4])
+
+    def model():
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        if sequential:
+            for i in pyro.plate("data", len(x)):
+                pyro.sample(f"x_{i}", dist.Normal(z, 1.0), obs=x[i])
+        else:
+            loc = z.unsqueeze(-1).expand(z.shape + (3,))
+            pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=x)
+
+    def guide():
+        pyro.sample("z", NonreparameterizedNormal(pyro.param("m", torch.tensor(0.1)), 0.5))
+
+    pyro.set_rng_seed(2)
+    loss = TraceVIMCO_ELBO(4, max_plate_nesting=0).loss(model, guide)
+    pyro.set_rng_seed(2)
+    z = draw_particles(model, guide, (), {}, 4, 0).guide.nodes["z"]["value"]
+    log_w = (
+        dist.Normal(0.0, 1.0).log_prob(z)
+        + dist.Normal(z.unsqueeze(-1), 1.0).log_prob(x).sum(-1)
+        - dist.Normal(0.1, 0.5).log_prob(z)
+    )
+    assert -loss == pytest.approx((torch.logsumexp(log_w, 0) - math.log(4)).item(), rel=1e-5)
+    pyro.set_rng_seed(2)
+    assert loss == pytest.approx(TraceIWAE_ELBO(4, max_plate_nesting=0).loss(model, guide), rel=1e-6)

@@ -232,3 +232,27 @@ def test_sleep_args_hook():
     value = loss.differentiable_loss(model, guide, {"x": x})
     value.backward()
     assert hm.encoders[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [ReweightedWakeSleep, WakeSleep])
+def test_programs_without_latents_are_refused_by_name(cls):
+    """No latent in the model, or a guide that samples none: a named ValueError, not a crash."""
+    x = torch.tensor([0.0, 1.0])
+
+    def no_latent_model(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Bernoulli(0.3).expand([len(x)]), obs=x)
+
+    def latent_model(x):
+        with pyro.plate("data", len(x)):
+            h = pyro.sample("h", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Bernoulli(0.2 + 0.5 * h), obs=x)
+
+    def empty_guide(x):
+        pass
+
+    with pytest.raises(ValueError, match="needs at least one latent"):
+        cls(num_particles=2).loss(no_latent_model, empty_guide, x)
+    with pytest.warns(UserWarning, match="Found vars in model but not guide"):
+        with pytest.raises(ValueError, match="guide samples no latent site"):
+            cls(num_particles=2).loss(latent_model, empty_guide, x)

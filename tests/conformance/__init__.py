@@ -1,0 +1,1 @@
+"""The ELBO conformance suite: model shapes x estimators, and the docs matrix built from it."""
