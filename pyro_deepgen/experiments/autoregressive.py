@@ -38,6 +38,7 @@ from ..distributions.autoregressive import AutoregressiveModule
 from ..plotting import image_shape, save_image_grid, save_loss_curve
 from ..train import fit
 from .common import (
+    ResumableConfig,
     check_choice,
     check_common,
     check_data,
@@ -62,7 +63,7 @@ VAL_FRACTION = 0.1
 
 
 @dataclasses.dataclass
-class AutoregressiveConfig:
+class AutoregressiveConfig(ResumableConfig):
     """The settings of :func:`run`, one per option of ``pyro-deepgen autoregressive`` (same
     defaults).
 
@@ -97,13 +98,7 @@ class AutoregressiveConfig:
     patience: int = 5
     batch_size: int = 100
     lr: float = 1e-3
-    seed: int = 0
-    device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/autoregressive")
-    progress: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice(self, "model", MODELS)

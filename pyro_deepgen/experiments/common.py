@@ -8,7 +8,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -210,6 +210,38 @@ def _package_temporaries(folder: Path, files: Iterable[str]) -> List[Path]:
     for name in files:
         found += list(folder.glob(f".{name}.*.tmp"))
     return [p for p in found if p.is_file() and not p.is_symlink()]
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The settings every command's config shares (its subclass sets the ``out`` default to
+    ``runs/<command>``).
+
+    :param seed: random seed, in ``[0, 2**32)``.
+    :param device: torch device.
+    :param out: output folder (see :func:`prepare_output`).
+    :param progress: show progress bars.
+    :param overwrite: replace the results of an earlier run in ``out``.
+    """
+
+    seed: int = 0
+    device: Union[str, torch.device] = "cpu"
+    out: Union[str, Path] = Path("runs")
+    progress: bool = True
+    overwrite: bool = False
+
+
+@dataclasses.dataclass
+class ResumableConfig(RunConfig):
+    """:class:`RunConfig` of a command that trains with :func:`~pyro_deepgen.train.fit` and can
+    continue from ``out/checkpoint.pt``.
+
+    :param resume: continue the run in ``out``.
+    :param resume_override: the settings a resumed run may change (``fit(resume_override=...)``).
+    """
+
+    resume: bool = False
+    resume_override: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass

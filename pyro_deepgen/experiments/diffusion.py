@@ -46,6 +46,7 @@ from ..nn import TimeMLP, UNet
 from ..plotting import save_diffusion_trajectory, save_image_grid
 from ..train import fit
 from .common import (
+    ResumableConfig,
     DATA_SETS,
     check_choice,
     check_common,
@@ -78,7 +79,7 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
 
 
 @dataclasses.dataclass
-class DiffusionConfig:
+class DiffusionConfig(ResumableConfig):
     """The settings of :func:`run`, one per option of ``pyro-deepgen diffusion`` (same defaults;
     ``None`` takes the per-data value of :data:`DEFAULTS`, see :meth:`resolved`).
 
@@ -131,13 +132,7 @@ class DiffusionConfig:
     num_train: Optional[int] = None
     max_test: Optional[int] = None
     num_samples: int = 64
-    seed: int = 0
-    device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/diffusion")
-    progress: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_data(self, ("swissroll",) + DATA_SETS)

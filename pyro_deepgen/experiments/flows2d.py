@@ -46,6 +46,7 @@ from ..distributions.transforms import FLOWS
 from ..plotting import save_flow_densities
 from ..train import fit
 from .common import (
+    RunConfig,
     check_common,
     check_int_tuple,
     check_positive_float,
@@ -280,7 +281,7 @@ def _names(config: Any, name: str, known: Sequence[str], what: str) -> None:
 
 
 @dataclasses.dataclass
-class Flows2DConfig:
+class Flows2DConfig(RunConfig):
     """The settings of :func:`run`, one per option of ``pyro-deepgen flows2d`` (same defaults).
 
     :param energies: energies among ``U1`` ... ``U4`` (:data:`~pyro_deepgen.data.toy.ENERGIES`).
@@ -309,11 +310,7 @@ class Flows2DConfig:
     particles: int = 256
     lr: float = 1e-2
     samples: int = 10000
-    seed: int = 0
-    device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/flows2d")
-    progress: bool = True
-    overwrite: bool = False
 
     def __post_init__(self) -> None:
         _names(self, "energies", tuple(ENERGIES), "energy")

@@ -36,7 +36,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import pyro
 import torch
@@ -54,6 +54,7 @@ from ..infer import default_ais_schedule
 from ..plotting import image_shape, save_image_grid, save_loss_curve
 from ..train import History, fit
 from .common import (
+    ResumableConfig,
     check_common,
     check_data,
     check_nonnegative_float,
@@ -76,7 +77,7 @@ PLL_SIZE = 200  # images for the exact pseudo-log-likelihood (V flips each)
 
 
 @dataclasses.dataclass
-class RBMConfig:
+class RBMConfig(ResumableConfig):
     """The settings of :func:`run`, one per option of ``pyro-deepgen rbm`` (same defaults).
 
     :param data: ``digits`` (scikit-learn's 8x8 digits, embedded) or ``mnist`` (the IDX files in
@@ -132,13 +133,7 @@ class RBMConfig:
     gibbs_steps: int = 1000
     chains: int = 4
     chain_samples: int = 200
-    seed: int = 0
-    device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/rbm")
-    progress: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_data(self)

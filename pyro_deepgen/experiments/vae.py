@@ -41,6 +41,7 @@ from ..models import VAE
 from ..plotting import image_shape, save_image_grid, save_loss_curve, save_manifold
 from ..train import History, fit
 from .common import (
+    ResumableConfig,
     check_choice,
     check_common,
     check_data,
@@ -113,7 +114,7 @@ def make_elbo(name: str, particles: int = 1, hvi_steps: int = 4) -> ELBO:
 
 
 @dataclasses.dataclass
-class VAEConfig:
+class VAEConfig(ResumableConfig):
     """The settings of :func:`run`, one per option of ``pyro-deepgen vae`` (same defaults).
 
     :param data: ``digits`` (scikit-learn's 8x8 digits, embedded) or ``mnist`` (the IDX files in
@@ -163,13 +164,7 @@ class VAEConfig:
     guide: str = "diagonal"
     flow_depth: int = 4
     eval_samples: int = 5000
-    seed: int = 0
-    device: Union[str, torch.device] = "cpu"
     out: Union[str, Path] = Path("runs/vae")
-    progress: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    resume_override: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_data(self)
