@@ -1,14 +1,15 @@
 """Experiments: one module per ``pyro-deepgen`` command, callable from a notebook, a benchmark or
 a test.
 
-==========================================  ====================================  ===========================
-module                                      config                                command
-==========================================  ====================================  ===========================
-:mod:`pyro_deepgen.experiments.vae`         :class:`~.vae.VAEConfig`              ``pyro-deepgen vae``
-:mod:`pyro_deepgen.experiments.rbm`         :class:`~.rbm.RBMConfig`              ``pyro-deepgen rbm``
-:mod:`pyro_deepgen.experiments.diffusion`   :class:`~.diffusion.DiffusionConfig`  ``pyro-deepgen diffusion``
-:mod:`pyro_deepgen.experiments.flows2d`     :class:`~.flows2d.Flows2DConfig`      ``pyro-deepgen flows2d``
-==========================================  ====================================  ===========================
+==============================================  ==============================================
+module (command ``pyro-deepgen <name>``)        config
+==============================================  ==============================================
+:mod:`pyro_deepgen.experiments.vae`             :class:`~.vae.VAEConfig`
+:mod:`pyro_deepgen.experiments.rbm`             :class:`~.rbm.RBMConfig`
+:mod:`pyro_deepgen.experiments.diffusion`       :class:`~.diffusion.DiffusionConfig`
+:mod:`pyro_deepgen.experiments.flows2d`         :class:`~.flows2d.Flows2DConfig`
+:mod:`pyro_deepgen.experiments.autoregressive`  :class:`~.autoregressive.AutoregressiveConfig`
+==============================================  ==============================================
 
 **The convention.** Each module has
 
