@@ -1,8 +1,22 @@
 """The MNIST folder the benchmarks default to, ``../shared/data/mnist-5k`` next to the repository,
 and what to do where it is absent."""
 import sys
+from pathlib import Path
 
 from pyro_deepgen.data.mnist import find_mnist_files
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_mnist_root() -> Path:
+    """``shared/data/mnist-5k`` in the nearest folder above the repository that has it (a git
+    worktree sits one level further down), else ``../shared/data/mnist-5k``."""
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "data" / "mnist-5k"
+        if candidate.is_dir():
+            return candidate
+    return REPO.parent / "shared" / "data" / "mnist-5k"
 
 
 def without_mnist_hint(root) -> str:

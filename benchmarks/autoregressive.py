@@ -26,15 +26,11 @@ import torch
 
 from pyro_deepgen.distributions import NADE
 from pyro_deepgen.experiments.autoregressive import AutoregressiveConfig, build_model, run
-from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _shared_data import default_mnist_root, require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DATA_ROOT = next(
-    (p for p in (REPO.parent / "shared/data/mnist-5k", REPO.parent.parent / "shared/data/mnist-5k")
-     if p.exists()),
-    REPO.parent / "shared/data/mnist-5k",
-)
+DATA_ROOT = default_mnist_root()
 CONTENDERS = {
     "nade": dict(model="nade", hidden=(500,)),
     "made-1": dict(model="made", hidden=(500,), orderings=1),

@@ -46,7 +46,7 @@ from pyro_deepgen.models import VAE  # noqa: E402
 from pyro_deepgen.models.vae import data_plate  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
 from vae_step import hand_log_weights, hand_written_twin  # noqa: E402
-from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _shared_data import default_mnist_root, require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 try:
     import hvi_section
@@ -57,12 +57,8 @@ SECTIONS = ("timing", "loglik", "global", "hvi", "snr")
 
 
 def default_data_root() -> str:
-    """``../shared/data/mnist-5k`` relative to the repository, searched upwards (worktrees)."""
-    for parent in HERE.parent.parents:
-        candidate = parent / "shared" / "data" / "mnist-5k"
-        if candidate.is_dir():
-            return str(candidate)
-    return str(HERE.parent.parent / "shared" / "data" / "mnist-5k")
+    """``../shared/data/mnist-5k`` (see ``_shared_data.default_mnist_root``)."""
+    return str(default_mnist_root())
 
 
 # -- 1. time per step -----------------------------------------------------------------------

@@ -29,18 +29,12 @@ from pyro_deepgen.experiments import write_json
 from pyro_deepgen.guides import AmortizedFlowGuide
 from pyro_deepgen.models import VAE
 from pyro_deepgen.train import fit
-from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _shared_data import default_mnist_root, require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 
 def default_root() -> Path:
-    """``../shared/data/mnist-5k`` relative to the repository, searched upwards (so that it
-    is found from a git worktree too)."""
-    repo = Path(__file__).resolve().parent.parent
-    for parent in [repo, *repo.parents]:
-        candidate = parent.parent / "shared" / "data" / "mnist-5k"
-        if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data" / "mnist-5k"
+    """``../shared/data/mnist-5k`` (see ``_shared_data.default_mnist_root``)."""
+    return default_mnist_root()
 
 
 #: (label, flow, depth); depth 0 is the VAE's own diagonal guide, the baseline.

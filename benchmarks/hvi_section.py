@@ -34,18 +34,12 @@ from pyro_deepgen.data import load_train_test  # noqa: E402
 from pyro_deepgen.infer import TraceHVI_ELBO  # noqa: E402
 from pyro_deepgen.models import VAE  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
-from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _shared_data import default_mnist_root, require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 
 def _default_data_root() -> str:
-    """``../shared/data/mnist-5k`` relative to the repository (searched upwards, so that git
-    worktrees one level deeper find it too)."""
-    repo = Path(__file__).resolve().parents[1]
-    for parent in repo.parents:
-        candidate = parent / "shared" / "data" / "mnist-5k"
-        if candidate.is_dir():
-            return str(candidate)
-    return str(repo.parent / "shared" / "data" / "mnist-5k")
+    """``../shared/data/mnist-5k`` (see ``_shared_data.default_mnist_root``)."""
+    return str(default_mnist_root())
 
 
 DEFAULT_DATA_ROOT = _default_data_root()

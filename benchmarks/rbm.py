@@ -43,16 +43,11 @@ from pyro_deepgen.energy.rbm import bernoulli_sample_16bit
 from pyro_deepgen.infer import default_ais_schedule
 from pyro_deepgen.plotting import save_image_grid
 from pyro_deepgen.train import fit
-from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _shared_data import default_mnist_root, require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# ../shared/data/mnist-5k next to the repository (one level further up from a git worktree)
-DATA_ROOT = next(
-    (p for p in (REPO.parent / "shared/data/mnist-5k", REPO.parent.parent / "shared/data/mnist-5k")
-     if p.exists()),
-    REPO.parent / "shared/data/mnist-5k",
-)
+DATA_ROOT = default_mnist_root()
 
 
 def train_ours(x, hidden, loss, epochs, lr, batch_size, seed, init=None):

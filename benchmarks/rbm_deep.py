@@ -29,15 +29,10 @@ from pyro_deepgen.energy import DBM, DBN, MeanFieldPCD, ais_log_partition
 from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep, default_ais_schedule
 from pyro_deepgen.models import HelmholtzMachine
 from pyro_deepgen.train import fit
-from _shared_data import require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
+from _shared_data import default_mnist_root, require_mnist_root  # noqa: E402 (benchmarks/ is on sys.path when run)
 
 REPO = Path(__file__).resolve().parent.parent
-# ../shared/data/mnist-5k next to the repository (one level further up from a git worktree)
-DATA_ROOT = next(
-    (p for p in (REPO.parent / "shared/data/mnist-5k", REPO.parent.parent / "shared/data/mnist-5k")
-     if p.exists()),
-    REPO.parent / "shared/data/mnist-5k",
-)
+DATA_ROOT = default_mnist_root()
 
 #: name -> (full setting, --quick setting); ``args`` attributes of the same name override them.
 DEFAULTS = {

@@ -79,13 +79,9 @@ class AutoregressiveConfig(ResumableConfig):
     :param patience: stop after this many epochs without a better validation NLL.
     :param batch_size: minibatch size.
     :param lr: Adam step size.
-    :param seed: random seed (splits, masks, initialization, training, sampling).
-    :param device: torch device.
-    :param out: output folder (see :func:`~pyro_deepgen.experiments.common.prepare_output`).
-    :param progress: show progress bars.
-    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
-    :param overwrite: replace the run in ``out``.
-    :param resume_override: settings that may differ from the checkpoint's when resuming.
+
+    The shared fields (seed, device, out, progress, overwrite, resume, resume_override) come from
+    :class:`~pyro_deepgen.experiments.common.ResumableConfig`.
     """
 
     model: str = "made"

@@ -217,11 +217,14 @@ class RunConfig:
     """The settings every command's config shares (its subclass sets the ``out`` default to
     ``runs/<command>``).
 
-    :param seed: random seed, in ``[0, 2**32)``.
+    :param seed: random seed (data split, initialization, training, evaluation), in
+        ``[0, 2**32)``.
     :param device: torch device.
-    :param out: output folder (see :func:`prepare_output`).
+    :param out: output folder: new, empty, or one this package wrote (see
+        :func:`prepare_output`); the checkpoint is written there during training, the results
+        once the run is complete.
     :param progress: show progress bars.
-    :param overwrite: replace the results of an earlier run in ``out``.
+    :param overwrite: replace the run in ``out`` (only the files this package wrote there).
     """
 
     seed: int = 0
@@ -236,8 +239,10 @@ class ResumableConfig(RunConfig):
     """:class:`RunConfig` of a command that trains with :func:`~pyro_deepgen.train.fit` and can
     continue from ``out/checkpoint.pt``.
 
-    :param resume: continue the run in ``out``.
-    :param resume_override: the settings a resumed run may change (``fit(resume_override=...)``).
+    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
+    :param resume_override: settings that may differ from the checkpoint's when resuming (e.g.
+        ``("lr", "epochs")``, see ``fit(resume_override=...)``); the changes are recorded in the
+        report.
     """
 
     resume: bool = False

@@ -104,16 +104,9 @@ class DiffusionConfig(ResumableConfig):
         10000).
     :param max_test: evaluate the bound on at most this many test points.
     :param num_samples: samples drawn for the figures.
-    :param seed: random seed, in ``[0, 2**32)``.
-    :param device: torch device.
-    :param out: output folder: new, empty, or one this package wrote (see
-        :func:`~pyro_deepgen.experiments.common.prepare_output`); the checkpoint is written there
-        during training, the results once the run is complete.
-    :param progress: show progress bars.
-    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
-    :param overwrite: replace the run in ``out`` (only the files this package wrote there).
-    :param resume_override: settings that may differ from the checkpoint's when resuming (e.g.
-        ``("lr", "epochs")``); the changes are recorded in the report.
+
+    The shared fields (seed, device, out, progress, overwrite, resume, resume_override) come from
+    :class:`~pyro_deepgen.experiments.common.ResumableConfig`.
     """
 
     data: str = "swissroll"

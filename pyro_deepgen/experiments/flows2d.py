@@ -293,13 +293,9 @@ class Flows2DConfig(RunConfig):
     :param particles: draws from q per step.
     :param lr: learning rate.
     :param samples: draws for the final KL estimate and the figure (at least 2).
-    :param seed: random seed, in ``[0, 2**32)``; every fit starts from it.
-    :param device: torch device.
-    :param out: output folder: new, empty, or one this package wrote (see
-        :func:`~pyro_deepgen.experiments.common.prepare_output`); written once the run is
-        complete. The benchmark is many short fits and has no checkpoint to resume from.
-    :param progress: show a progress bar over the fits.
-    :param overwrite: replace the results in ``out`` (only the files this package wrote there).
+
+    The shared fields (seed, device, out, progress, overwrite) come from
+    :class:`~pyro_deepgen.experiments.common.RunConfig`.
     """
 
     energies: Tuple[str, ...] = ("U1", "U2", "U3", "U4")

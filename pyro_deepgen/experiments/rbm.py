@@ -102,17 +102,9 @@ class RBMConfig(ResumableConfig):
     :param gibbs_steps: block-Gibbs sweeps for the fantasy particles.
     :param chains: MCMC chains for the chain summary.
     :param chain_samples: draws per chain after as many warm-up sweeps.
-    :param seed: random seed, in ``[0, 2**32)``.
-    :param device: torch device.
-    :param out: output folder: new, empty, or one this package wrote (see
-        :func:`~pyro_deepgen.experiments.common.prepare_output`); the checkpoint (with the PCD
-        chains) and the per-epoch monitors are written there during training, the results once
-        the run is complete.
-    :param progress: show progress bars.
-    :param resume: continue the run in ``out`` from its ``checkpoint.pt``.
-    :param overwrite: replace the run in ``out`` (only the files this package wrote there).
-    :param resume_override: settings that may differ from the checkpoint's when resuming (e.g.
-        ``("lr", "epochs")``); the changes are recorded in the report.
+
+    The shared fields (seed, device, out, progress, overwrite, resume, resume_override) come from
+    :class:`~pyro_deepgen.experiments.common.ResumableConfig`.
     """
 
     data: str = "digits"
