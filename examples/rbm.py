@@ -5,13 +5,13 @@
 """
 import argparse
 
-import arviz as az
 import pyro
 import torch
 from pyro.infer import MCMC
 from pyro.infer.mcmc.util import print_summary
 
 from pyro_deepgen.data import load_train_test
+from pyro_deepgen.diagnostics import to_inference_data
 from pyro_deepgen.energy import RBM, BlockGibbs, ContrastiveDivergence, ais_log_partition
 from pyro_deepgen.energy import mean_log_likelihood
 from pyro_deepgen.infer import default_ais_schedule
@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> float:
     stats = ("energy", "free_energy", "mean_hidden", "mean_visible")
     samples = mcmc.get_samples(group_by_chain=True)
     print_summary({k: samples[k] for k in stats})  # mean, sd, n_eff, split R-hat
-    idata = az.from_pyro(mcmc)  # arviz InferenceData (use several chains for az.summary)
+    idata = to_inference_data(mcmc)  # arviz's container, on arviz 0.2x and 1.x (several chains for R-hat)
     print({k: tuple(v.shape) for k, v in idata.posterior.data_vars.items()})
 
     log_z, stderr = ais_log_partition(rbm, default_ais_schedule(args.ais_betas), num_runs=100)

@@ -5,13 +5,14 @@ r"""Diagnostics of approximate inference, on top of `arviz <https://python.arviz
 - :func:`importance_ess`: the effective sample size of importance weights.
 - :func:`to_inference_data`, :func:`guide_to_inference_data`,
   :func:`predictive_to_inference_data`: samples, :class:`~pyro.infer.mcmc.api.MCMC` runs,
-  guides and :class:`~pyro.infer.Predictive` to :class:`arviz.InferenceData`.
+  guides and :class:`~pyro.infer.Predictive` to arviz's ``InferenceData`` (``xarray.DataTree`` on arviz 1.x).
 - :func:`summary`, :func:`ess`, :func:`rhat`: arviz's rank-normalized effective sample size
   and split :math:`\hat R` of MCMC chains [2].
 
-Uses arviz's 0.x API (``psislw``, ``from_dict``, ``from_pyro``, ``ess``, ``rhat``,
-``summary``); tested with arviz 0.23.4, the version pip picks on Python 3.11. ``setup.cfg``
-pins ``arviz<1.0``: arviz 1.0 (Python >= 3.12) reorganizes the package.
+Works with both arviz lines through :mod:`pyro_deepgen._arviz`: 0.2x (tested with 0.23.4,
+what pip picks on Python < 3.12) and 1.x (Python >= 3.12; tested with 1.3, where the
+container is an ``xarray.DataTree`` and ``from_pyro`` converts only the posterior and the
+extra fields).
 
 References
 
@@ -24,7 +25,6 @@ References
     arXiv:1903.08008.
 """
 import math
-import warnings
 from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -33,13 +33,8 @@ from pyro import poutine
 from pyro.infer import Predictive
 from pyro.infer.mcmc.api import MCMC
 
-with warnings.catch_warnings():
-    # arviz 0.23 announces its 1.0 refactor with a FutureWarning at the first import of each
-    # day; the message starts with a newline, which ".*" does not match
-    warnings.filterwarnings(
-        "ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning
-    )
-    import arviz
+from . import _arviz
+from ._arviz import InferenceData, arviz  # noqa: F401  (arviz: the module, for diagnostics.arviz)
 
 # PSIS fits a generalized Pareto distribution to the largest min(S / 5, 3 sqrt(S)) weights,
 # and needs at least 5 of them
@@ -135,7 +130,7 @@ def psis_khat(log_weights: torch.Tensor, *, rtol: Optional[float] = None) -> tor
         fit = ~_constant_columns(chunk, rtol)
         if fit.any():
             lw = chunk[:, fit.to(chunk.device)].to(torch.float64).cpu().numpy().T  # samples last
-            k[fit] = torch.as_tensor(np.array(arviz.psislw(lw, reff=1.0)[1], dtype=np.float64).reshape(-1))
+            k[fit] = torch.as_tensor(np.array(_arviz.psislw(lw, reff=1.0)[1], dtype=np.float64).reshape(-1))
         khat.append(k)
     return torch.cat(khat).to(dtype=log_weights.dtype, device=log_weights.device)
 
@@ -167,8 +162,8 @@ def _to_numpy(value):
 
 def to_inference_data(
     samples: Union[Samples, MCMC], *, group_by_chain: bool = True, **kwargs
-) -> "arviz.InferenceData":
-    """Samples or an MCMC run as :class:`arviz.InferenceData`.
+) -> "InferenceData":
+    """Samples or an MCMC run as arviz's ``InferenceData`` (``xarray.DataTree`` on arviz 1.x).
 
     :param samples: a :class:`~pyro.infer.mcmc.api.MCMC` that has run (converted by
         :func:`arviz.from_pyro`, with ``log_likelihood``, ``sample_stats`` and
@@ -184,7 +179,7 @@ def to_inference_data(
     """
     kwargs = {k: _to_numpy(v) for k, v in kwargs.items()}
     if isinstance(samples, MCMC):
-        return arviz.from_pyro(samples, **kwargs)
+        return _arviz.from_pyro(samples, **kwargs)
     if not isinstance(samples, Mapping) or not samples:
         raise TypeError(
             "samples must be a pyro.infer.MCMC or a non-empty dict of site name -> Tensor; got "
@@ -207,7 +202,7 @@ def to_inference_data(
             )
         lead = value.shape[:2]
         posterior[name] = value
-    return arviz.from_dict(posterior=posterior, **kwargs)
+    return _arviz.from_dict(posterior=posterior, **kwargs)
 
 
 def _predictive_samples(model, guide, args, kwargs, num_samples, parallel):
@@ -222,7 +217,7 @@ def _predictive_samples(model, guide, args, kwargs, num_samples, parallel):
 
 def guide_to_inference_data(
     guide: Callable, *args, num_samples: int = 1000, parallel: bool = False, **kwargs
-) -> "arviz.InferenceData":
+) -> "InferenceData":
     """Draw ``num_samples`` times from a guide; its sample sites form the ``posterior`` group.
 
     Runs ``pyro.infer.Predictive(guide, num_samples=num_samples, parallel=parallel)(*args,
@@ -245,7 +240,7 @@ def predictive_to_inference_data(
     num_samples: int = 1000,
     parallel: bool = False,
     **kwargs,
-) -> "arviz.InferenceData":
+) -> "InferenceData":
     """Posterior (from the guide) and posterior predictive samples as arviz ``InferenceData``.
 
     Runs ``pyro.infer.Predictive(model, guide=guide, num_samples=num_samples)``: the latent
@@ -274,13 +269,13 @@ def predictive_to_inference_data(
 
 
 def _as_inference_data(data, group_by_chain):
-    if isinstance(data, arviz.InferenceData):
+    if _arviz.is_inference_data(data):
         return data
     return to_inference_data(data, group_by_chain=group_by_chain)
 
 
 def summary(
-    data: Union["arviz.InferenceData", Samples, MCMC],
+    data: Union["InferenceData", Samples, MCMC],
     *,
     group_by_chain: bool = True,
     var_names: Optional[Sequence[str]] = None,
@@ -296,15 +291,15 @@ def summary(
     :returns: a :class:`pandas.DataFrame` with one row per scalar component.
     """
     idata = _as_inference_data(data, group_by_chain)
-    return arviz.summary(idata, var_names=var_names, kind=kind, **kwargs)
+    return _arviz.summary(idata, var_names=var_names, kind=kind, **kwargs)
 
 
-def _per_variable(dataset) -> Dict[str, torch.Tensor]:
-    return {name: torch.as_tensor(np.asarray(dataset[name].values)) for name in dataset.data_vars}
+def _tensors(values: Mapping[str, np.ndarray]) -> Dict[str, torch.Tensor]:
+    return {name: torch.as_tensor(v) for name, v in values.items()}
 
 
 def ess(
-    data: Union["arviz.InferenceData", Samples, MCMC],
+    data: Union["InferenceData", Samples, MCMC],
     *,
     group_by_chain: bool = True,
     method: str = "bulk",
@@ -314,15 +309,15 @@ def ess(
 
     :returns: dict of site name -> Tensor with the site's event shape.
     """
-    return _per_variable(arviz.ess(_as_inference_data(data, group_by_chain), method=method))
+    return _tensors(_arviz.ess(_as_inference_data(data, group_by_chain), method=method))
 
 
 def rhat(
-    data: Union["arviz.InferenceData", Samples, MCMC], *, group_by_chain: bool = True
+    data: Union["InferenceData", Samples, MCMC], *, group_by_chain: bool = True
 ) -> Dict[str, torch.Tensor]:
     r"""arviz's rank-normalized split :math:`\hat R` per variable [2]: about 1 for chains that
     mix; above 1.01 (strict) or 1.1 (lenient) signals chains that disagree.
 
     :returns: dict of site name -> Tensor with the site's event shape.
     """
-    return _per_variable(arviz.rhat(_as_inference_data(data, group_by_chain)))
+    return _tensors(_arviz.rhat(_as_inference_data(data, group_by_chain)))

@@ -30,7 +30,7 @@ class BlockGibbs(MCMCKernel):
     - ``"mean_hidden"`` (one hidden layer; else ``"mean_h1"``, ``"mean_h2"``, ...) and
       ``"mean_visible"``: the mean activation of each layer,
 
-    so :meth:`pyro.infer.MCMC.summary` and ``arviz.from_pyro(mcmc)`` report R-hat and ESS of
+    so :meth:`pyro.infer.MCMC.summary` and :func:`pyro_deepgen.diagnostics.summary` report R-hat and ESS of
     these chain statistics (``kernel.statistics`` lists them; for an RBM they are
     :attr:`STATISTICS`; pass ``save_params=list(kernel.statistics)`` to ``MCMC`` to keep only
     the scalars for big models).

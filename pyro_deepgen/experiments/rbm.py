@@ -187,8 +187,9 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
     """The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs` run through
     ``pyro.infer.MCMC``: ``num_chains`` chains of ``num_samples`` draws after as many warm-up
     sweeps."""
-    import arviz as az
     from pyro.infer import MCMC
+
+    from ..diagnostics import summary
 
     rbm = copy.deepcopy(rbm).cpu()  # MCMC's worker processes are forked: keep CUDA out of them
 
@@ -199,7 +200,7 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
                     num_chains=num_chains, save_params=list(BlockGibbs.STATISTICS),
                     disable_progbar=not progress)
         mcmc.run()
-    return az.summary(az.from_pyro(mcmc), var_names=list(BlockGibbs.STATISTICS))
+    return summary(mcmc, var_names=list(BlockGibbs.STATISTICS))
 
 
 def _saved_monitors(path: Path) -> list:
