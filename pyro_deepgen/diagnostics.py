@@ -9,7 +9,7 @@ r"""Diagnostics of approximate inference, on top of `arviz <https://python.arviz
 - :func:`summary`, :func:`ess`, :func:`rhat`: arviz's rank-normalized effective sample size
   and split :math:`\hat R` of MCMC chains [2].
 
-Works with both arviz lines through :mod:`pyro_deepgen._arviz`: 0.2x (tested with 0.23.4,
+Works with both arviz lines through ``pyro_deepgen._arviz``: 0.2x (tested with 0.23.4,
 what pip picks on Python < 3.12) and 1.x (Python >= 3.12; tested with 1.3, where the
 container is an ``xarray.DataTree`` and ``from_pyro`` converts only the posterior and the
 extra fields).

@@ -9,14 +9,20 @@ temperature), and atomic checkpoints from which a resumed run continues the very
 
 :func:`fit` reads as a short sequence of parts, each a private helper of this module:
 
-- :func:`_resume` checks a :class:`Checkpoint`'s settings against the run's (:func:`_settings`),
+- ``_resume`` checks a :class:`Checkpoint`'s settings against the run's (``_settings``),
   then restores modules, param store, the loss's state and random states;
-- :func:`_epoch_batches` shuffles (and, if asked, binarizes) the data of one epoch;
-- :func:`_run_epoch` takes the optimizer steps of one epoch; its first step records the
-  parameters in use and :func:`_build_optimizer` builds the optimizer over them;
-- :func:`_validate` and :func:`_track_best` evaluate, keep the best parameters, and decide on
+- ``_epoch_batches`` shuffles (and, if asked, binarizes) the data of one epoch;
+- ``_run_epoch`` takes the optimizer steps of one epoch; its first step records the
+  parameters in use and ``_build_optimizer`` builds the optimizer over them;
+- ``_validate`` and ``_track_best`` evaluate, keep the best parameters, and decide on
   early stopping;
-- :func:`_save` writes a :class:`Checkpoint` after every epoch.
+- ``_save`` writes a :class:`Checkpoint` after every epoch.
+
+Under ``torchrun`` (a :mod:`torch.distributed` process group of several ranks, see
+:mod:`pyro_deepgen.distributed`) the same parts run data-parallel: ``_epoch_batches`` draws
+each rank's shard with :class:`~torch.utils.data.DistributedSampler`, ``_run_epoch`` sums the
+ranks' weighted gradients after every backward, ``_sync_start`` gives every rank rank 0's
+initial parameters, and ``_validate`` and ``_save`` run on rank 0 only.
 """
 import contextlib
 import copy
@@ -41,9 +47,11 @@ from pyro import poutine
 from pyro.optim import PyroOptim
 from tqdm.auto import tqdm
 
+from . import distributed as _distributed
 from .data.binarization import dynamic_binarize
 from .data.checks import check_finite
 
+#: The version of the checkpoint format :class:`Checkpoint` writes; other versions are refused.
 CHECKPOINT_VERSION = 2
 #: Settings that a resumed run may change when named in ``resume_override`` (besides ``epochs``,
 #: which may always differ). A ``run_settings`` key of the same name is safe too.
@@ -53,7 +61,7 @@ NEVER_OVERRIDE = ("shape", "train_data", "val_data", "seed", "binarize", "pass_n
                   "optimizer")
 #: ``run_settings`` keys that are not compared (they do not change the trajectory).
 IGNORED_RUN_SETTINGS = ("epochs", "resume", "resume_override", "out", "overwrite", "progress", "download",
-                        "data_root", "device", "overridable")
+                        "data_root", "device", "overridable", "world_size")
 BINARIZE_CHOICES = (None, "dynamic")
 
 Data = Union[torch.Tensor, Sequence[torch.Tensor]]
@@ -97,7 +105,7 @@ class Checkpoint:
     :ivar epoch: epochs completed.
     :ivar modules: the ``state_dict`` of each trained module, in :func:`fit`'s order.
     :ivar param_store: the Pyro param store without the modules' own parameters (constraints
-        as plain dicts, see :func:`_constraint_to_plain`).
+        as plain dicts, see ``_constraint_to_plain``).
     :ivar optimizer: the optimizer's ``state_dict``; ``scheduler`` likewise, or ``None``.
     :ivar rng: the torch, Python, numpy (and CUDA) random states, as tensors.
     :ivar history: the :class:`History` so far.
@@ -605,19 +613,35 @@ class _Step:
     clip_norm: Optional[float]
     per_point: Callable[[int], int]
     max_loss: Optional[float] = None
+    dist: Optional[_distributed.Context] = None  # the process group under torchrun
+    weight: float = 1.0  # each rank's share of the global minibatch's loss (see fit)
 
 
 def _resume(path: Union[str, Path], modules: List[torch.nn.Module], loss, settings: Dict[str, Any],
-            overrides: Sequence[str], run_settings: Optional[Dict[str, Any]]
+            overrides: Sequence[str], run_settings: Optional[Dict[str, Any]],
+            dctx: Optional[_distributed.Context] = None
             ) -> Tuple[Optional[Checkpoint], List[Tuple[str, Any, Any]]]:
     """Check the checkpoint at ``path`` against this run's ``settings`` (a ``ValueError`` lists
     every difference not allowed by ``overrides``, before anything is loaded), then restore
     ``modules``, the param store, the loss's state and the random states; ``None`` if there is no
     such file. Also returns the overridden differences ``(name, saved, now)``, recorded in the
-    history. The optimizer's state is loaded once it is built (see :func:`_build_optimizer`)."""
+    history. The optimizer's state is loaded once it is built (see :func:`_build_optimizer`).
+    Under torchrun (``dctx``) every rank reads the file that rank 0 wrote and restores its own
+    random states and loss state; a checkpoint of another world size is refused."""
+    if dctx is not None:
+        dctx.barrier()  # rank 0 is done with the file before anyone reads it
     if not Path(path).exists():
         return None, []
     saved = Checkpoint.from_dict(load_checkpoint(path), path)
+    saved_world, world = saved.settings.get("world_size", 1), 1 if dctx is None else dctx.world
+    if saved_world != world:
+        raise ValueError(
+            f"cannot resume from {path}: it was written by a run of {saved_world} process(es) and this run has "
+            f"{world}: resume with the same number of processes ("
+            + ("plain python, no torchrun" if saved_world == 1 else f"torchrun --nproc_per_node {saved_world}")
+            + "), as every rank's random and loss states are saved per rank; or start afresh with a new checkpoint "
+            "path"
+        )
     applied = _compare_settings(path, saved.settings, settings, overrides, run_settings)
     if len(saved.modules) != len(modules):
         raise ValueError(
@@ -630,9 +654,10 @@ def _resume(path: Union[str, Path], modules: List[torch.nn.Module], loss, settin
     for m, s in zip(modules, saved.modules):
         m.load_state_dict(s)
     _load_param_store(saved.param_store)
-    if saved.loss is not None:
-        loss.load_state_dict(saved.loss)
-    _set_rng_state(saved.rng)
+    loss_state = saved.loss if dctx is None or saved.loss is None else saved.loss["ranks"][dctx.rank]
+    if loss_state is not None:
+        loss.load_state_dict(loss_state)
+    _set_rng_state(saved.rng if dctx is None else saved.rng["ranks"][dctx.rank])
     for name, before, after in applied:
         saved.history.overrides.append({"epoch": saved.epoch, "name": name, "saved": before, "now": after})
     return saved, applied
@@ -737,23 +762,38 @@ def _eval_loss(loss, model, guide, batch, kwargs) -> float:
 
 
 def _epoch_batches(train_data: Optional[Batch], batch_size: int, binarize: Optional[str], seed: int,
-                   epoch: int) -> Iterable[Tuple[Batch, int]]:
+                   epoch: int, dctx: Optional[_distributed.Context] = None) -> Iterable[Tuple[Batch, int]]:
     """The ``(minibatch, size)`` pairs of one epoch, drawn lazily.
 
     The permutation (and the dynamic binarization) come from generators seeded by ``(seed,
     epoch)``, not from the global random state, so a resumed run shuffles alike. Without data, an
     epoch is one step on the empty batch, of size 1.
+
+    Under torchrun (``dctx``) rank ``r`` of ``W`` takes the indices of
+    ``DistributedSampler(seed=seed * 1_000_003).set_epoch(epoch)``, which draws the same
+    permutation and gives rank ``r`` its entries ``r, r + W, ...`` (padded by repeating the first
+    ones when ``W`` does not divide the data size), in minibatches of ``batch_size / W``: the
+    ranks' ``i``-th minibatches together are the ``i``-th minibatch of one process. The size
+    yielded is then the global one, ``W`` times the rank's.
     """
     if train_data is None:
         return (((), 1),)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(train_data[0].shape[0], generator=g).to(train_data[0].device)
+    if dctx is None:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(train_data[0].shape[0], generator=g).to(train_data[0].device)
+        size, world = batch_size, 1
+    else:
+        sampler = torch.utils.data.DistributedSampler(range(train_data[0].shape[0]), num_replicas=dctx.world,
+                                                      rank=dctx.rank, shuffle=True, seed=seed * 1_000_003)
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.long, device=train_data[0].device)
+        size, world = batch_size // dctx.world, dctx.world
     data = train_data
     if binarize == "dynamic":
         gb = torch.Generator(device=train_data[0].device).manual_seed(seed * 1_000_003 + epoch)
         data = (dynamic_binarize(train_data[0], gb),) + train_data[1:]
     # index_select: several times faster than d[idx] for a row gather on CPU
-    return ((tuple(d.index_select(0, idx) for d in data), len(idx)) for idx in order.split(batch_size))
+    return ((tuple(d.index_select(0, idx) for d in data), len(idx) * world) for idx in order.split(size))
 
 
 def _run_epoch(run: _Run, step: _Step, batches: Iterable[Tuple[Batch, int]], build: Callable,
@@ -763,20 +803,36 @@ def _run_epoch(run: _Run, step: _Step, batches: Iterable[Tuple[Batch, int]], bui
     The run's first step also builds the optimizer (``build(run, captured)``). A non-finite loss,
     or one beyond ``step.max_loss`` per data point, raises ``FloatingPointError`` naming the epoch
     and step (and the kept ``checkpoint``).
+
+    Under torchrun (``step.dist``) each step's gradients and loss are summed over the ranks,
+    each weighted by ``step.weight`` (:meth:`~pyro_deepgen.distributed.Context.reduce_step`), and
+    an exception on one rank stops every rank, naming the rank and the error.
     """
     loss, model, guide, kwargs, step_kwargs = step.loss, step.model, step.guide, step.kwargs, step.step_kwargs
     clip_norm, per_point, history, show = step.clip_norm, step.per_point, run.history, not bar.disable
     max_loss = step.max_loss
     optim, params = run.optim, run.params
     total, seen = 0.0, 0
+    dctx = step.dist
     for i, (batch, b) in enumerate(batches):
         kw = kwargs if step_kwargs is None else {**kwargs, **step_kwargs(history.steps)}
-        if optim is None:
-            value, captured = _first_step(run, step, batch, kw)
-            build(run, captured)
-            optim, params = run.optim, run.params
-        else:
-            value = _step_loss(loss, model, guide, batch, kw)
+        first, error = optim is None, None
+        try:
+            if first:
+                value, captured = _first_step(run, step, batch, kw)
+                build(run, captured)
+                optim, params = run.optim, run.params
+            else:
+                value = _step_loss(loss, model, guide, batch, kw)
+        except Exception as e:
+            if dctx is None:
+                raise
+            error, value = e, math.nan
+        if dctx is not None:
+            where = f"training stopped at epoch {epoch + 1}, step {i + 1}"
+            if first:  # a rank that failed before building the optimizer has no gradients to send
+                dctx.check(error, where)
+            value = dctx.reduce_step(params, value, step.weight, error, where)
         if not math.isfinite(value) or (max_loss is not None and abs(value) > max_loss * per_point(b)):
             _diverged(value, per_point(b), max_loss, epoch, i, checkpoint)
         if clip_norm is not None:
@@ -798,6 +854,31 @@ def _diverged(value: float, per_point: int, max_loss: Optional[float], epoch: in
     what = (f"non-finite loss {value}" if not math.isfinite(value) else
             f"loss per data point {value / per_point:.4g} beyond max_loss={max_loss:g}")
     raise FloatingPointError(f"{what} at epoch {epoch + 1}, step {i + 1}{where}; try a smaller lr or clip_norm")
+
+
+def _sync_start(dctx: _distributed.Context, step: _Step, train_data: Optional[Batch], batch_size: int,
+                seed: int) -> None:
+    """Give every rank rank 0's initial parameters before the first step of a fresh run.
+
+    Parameters that ``pyro.param`` creates lazily are created first, by one evaluation of the
+    loss without gradients under the run seed (the same on every rank), with every random state
+    restored afterwards; this is done for losses with a ``loss`` method and no persistent state
+    (Pyro's ELBOs). Then the modules' parameters and buffers and every param-store entry are
+    broadcast from rank 0, as DDP does when it wraps a module."""
+    loss = step.loss
+    if callable(getattr(loss, "loss", None)) and not callable(getattr(loss, "state_dict", None)):
+        batch = () if train_data is None else tuple(d[:max(1, batch_size // dctx.world)] for d in train_data)
+        kw = step.kwargs if step.step_kwargs is None else {**step.kwargs, **step.step_kwargs(0)}
+        state = _rng_state()
+        pyro.set_rng_seed(seed)
+        try:
+            _eval_loss(loss, step.model, step.guide, batch, kw)
+        finally:
+            _set_rng_state(state)
+    store = pyro.get_param_store()
+    tensors = [t for m in step.modules for t in m.state_dict(keep_vars=True).values() if torch.is_tensor(t)]
+    tensors += [store._params[k] for k in sorted(store.keys())]
+    dctx.broadcast_tensors(tensors)
 
 
 def _validate(loss, model, guide, val_data, eval_fn, batch_size, kwargs, denominator) -> float:
@@ -828,10 +909,27 @@ def _track_best(run: _Run, value: float, epoch: int, modules, patience: Optional
     return patience is not None and run.bad_evals >= patience
 
 
-def _save(path: Union[str, Path], run: _Run, modules, seed: int, settings: Dict[str, Any], loss) -> None:
+def _save(path: Union[str, Path], run: _Run, modules, seed: int, settings: Dict[str, Any], loss,
+          dctx: Optional[_distributed.Context] = None) -> None:
     """Write the run after ``run.epoch`` epochs as a :class:`Checkpoint` (atomically), with the
-    loss's ``state_dict()`` where it has one."""
+    loss's ``state_dict()`` where it has one.
+
+    Under torchrun (``dctx``) every rank sends its random states and loss state to rank 0, which
+    writes them as ``rng["ranks"]`` (besides its own) and ``loss = {"ranks": [...]}``; an error
+    while writing stops every rank."""
     loss_state = loss.state_dict() if callable(getattr(loss, "state_dict", None)) else None
+    rng = _rng_state()
+    if dctx is not None:
+        loss_states, rngs = zip(*dctx.gather((loss_state, rng)))
+        loss_state = None if all(s is None for s in loss_states) else {"ranks": list(loss_states)}
+        rng = {**rngs[0], "ranks": list(rngs)}
+        dctx.on_main(lambda: _write(path, run, modules, seed, settings, loss_state, rng),
+                     f"writing the checkpoint {path}")
+        return
+    _write(path, run, modules, seed, settings, loss_state, rng)
+
+
+def _write(path, run: _Run, modules, seed: int, settings: Dict[str, Any], loss_state, rng) -> None:
     save_checkpoint(
         path,
         Checkpoint(
@@ -841,7 +939,7 @@ def _save(path: Union[str, Path], run: _Run, modules, seed: int, settings: Dict[
             param_store=_param_store_state(run.module_names),
             optimizer=run.optim.state_dict(),
             scheduler=run.scheduler.state_dict() if run.scheduler is not None else None,
-            rng=_rng_state(),
+            rng=rng,
             history=run.history,
             best_value=run.best_value,
             best=run.best,
@@ -981,6 +1079,17 @@ def fit(
     :returns: a :class:`History`. A non-finite loss raises ``FloatingPointError`` naming the epoch
         and step; the last good checkpoint is kept. NaN or infinite data raise a ``ValueError``
         naming the tensor (e.g. ``train_data[0]``) before training.
+
+    **Under torchrun** (a started :mod:`torch.distributed` group of ``W`` > 1 processes, see
+    :mod:`pyro_deepgen.distributed`) the same call trains data-parallel: ``batch_size`` is the
+    global minibatch (a multiple of ``W``), each rank takes its ``batch_size / W`` points from
+    :class:`~torch.utils.data.DistributedSampler`, gradients and loss are summed over the ranks
+    after every step (a rank's loss weighted ``1 / W`` with ``pass_num_data`` or without data,
+    whose losses estimate the whole objective; ``1`` otherwise, a sum over its points), rank 0's
+    initial parameters are broadcast, rank ``r`` is seeded from ``(seed, r)``, rank 0 validates,
+    shows progress and writes the checkpoint (with every rank's random and loss states), and an
+    error on one rank stops all. ``callback`` runs on every rank. A checkpoint resumes only with
+    the same ``W``.
     """
     train_data, val_data = _check_arguments(train_data, val_data, epochs, batch_size, eval_every, patience,
                                             binarize, pass_num_data, checkpoint, resume, step_kwargs, max_loss,
@@ -988,12 +1097,19 @@ def fit(
     overrides = _check_overrides(resume_override, run_settings)
     if loss is None:
         loss = pyro.infer.Trace_ELBO()
+    dctx = _distributed.Context() if _distributed.world_size() > 1 else None
+    if dctx is not None and batch_size % dctx.world:
+        raise ValueError(f"batch_size={batch_size} is the global minibatch, split evenly over the {dctx.world} "
+                         f"processes: pass a multiple of {dctx.world}")
     modules = _modules_of(model, guide, module)
     settings = _settings(modules, loss, optimizer, lr, batch_size, seed, train_data, val_data, binarize,
                          pass_num_data, clip_norm, patience, eval_every, run_settings) if checkpoint else {}
-    saved, applied = _resume(checkpoint, modules, loss, settings, overrides, run_settings) if resume else (None, [])
+    if dctx is not None and checkpoint:
+        settings["world_size"] = dctx.world
+    saved, applied = (_resume(checkpoint, modules, loss, settings, overrides, run_settings, dctx) if resume
+                      else (None, []))
     if saved is None:
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(seed if dctx is None else _distributed.rank_seed(seed, dctx.rank))
     run = _Run.start(saved)
     run.overrides = applied
     history = run.history
@@ -1002,17 +1118,26 @@ def fit(
     steps_per_epoch = math.ceil(n / batch_size) if train_data is not None else 1  # one step without data
     kwargs = {"num_data": n} if pass_num_data else {}
     denominator = (lambda b: n) if pass_num_data else (lambda b: b)
-    step = _Step(loss, model, guide, modules, kwargs, step_kwargs, clip_norm, denominator, max_loss)
+    # a rank's loss is a sum over its points (its piece of the global minibatch's sum: weight 1), or, scaled
+    # by num_data / (rank's points) or without data, an estimate of the whole objective (weight 1 / ranks)
+    weight = 1.0 if dctx is None or (train_data is not None and not pass_num_data) else 1.0 / dctx.world
+    step = _Step(loss, model, guide, modules, kwargs, step_kwargs, clip_norm, denominator, max_loss, dctx, weight)
+    if dctx is not None:
+        if train_data is not None:
+            steps_per_epoch = math.ceil(math.ceil(n / dctx.world) / (batch_size // dctx.world))
+        if saved is None:
+            _sync_start(dctx, step, train_data, batch_size, seed)
+    main = dctx is None or dctx.rank == 0
 
     def build(run: _Run, captured: List[torch.Tensor]) -> None:
         _build_optimizer(run, captured, modules, optimizer, lr, lr_schedule, saved)
 
     t0 = time.time() - history.seconds
-    bar = tqdm(total=epochs * steps_per_epoch, initial=run.epoch * steps_per_epoch, disable=not progress,
+    bar = tqdm(total=epochs * steps_per_epoch, initial=run.epoch * steps_per_epoch, disable=not (progress and main),
                desc="fit", dynamic_ncols=True)
     try:
         for epoch in range(run.epoch, epochs):
-            batches = _epoch_batches(train_data, batch_size, binarize, seed, epoch)
+            batches = _epoch_batches(train_data, batch_size, binarize, seed, epoch, dctx)
             history.loss.append(_run_epoch(run, step, batches, build, epoch, bar, checkpoint))
             history.lr.append(float(run.optim.param_groups[0]["lr"]))
             if run.scheduler is not None:
@@ -1020,13 +1145,16 @@ def fit(
             run.epoch = history.epochs = epoch + 1
             stop = False
             if val_data is not None and run.epoch % eval_every == 0:
-                val = _validate(loss, model, guide, val_data, eval_fn, batch_size, kwargs, denominator)
+                val = (_validate(loss, model, guide, val_data, eval_fn, batch_size, kwargs, denominator)
+                       if dctx is None else
+                       dctx.on_main(lambda: _validate(loss, model, guide, val_data, eval_fn, batch_size, kwargs,
+                                                      denominator), "validating"))
                 stop = _track_best(run, val, run.epoch, modules, patience)
                 bar.set_postfix(epoch=run.epoch, loss=f"{history.loss[-1]:.4g}", val=f"{val:.4g}")
             history.stopped_early = stop
             history.seconds = time.time() - t0
             if checkpoint is not None:
-                _save(checkpoint, run, modules, seed, settings, loss)
+                _save(checkpoint, run, modules, seed, settings, loss, dctx)
             if callback is not None:
                 callback(run.epoch, history)
             if stop:

@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pyro_deepgen"
 #: top-level module of ``pyro_deepgen``. Keep this table and docs/architecture.rst in step.
 ALLOWED: Dict[str, Set[str]] = {
     "_compat": set(),
+    "_arviz": set(),
     "_checks": set(),
     "plates": set(),
     "nn": set(),
@@ -26,13 +27,14 @@ ALLOWED: Dict[str, Set[str]] = {
     "guides": {"nn", "plates", "distributions", "models"},
     "energy": {"infer", "nn", "plates", "distributions", "train"},
     "models": {"nn", "plates", "distributions", "infer", "energy", "data"},
-    "train": {"data"},
+    "distributed": set(),
+    "train": {"data", "distributed"},
     "evaluate": {"infer", "plates", "data"},
-    "diagnostics": {"infer", "evaluate", "plates"},
+    "diagnostics": {"infer", "evaluate", "plates", "_arviz"},
     "plotting": set(),
     "experiments": {
         "nn", "data", "distributions", "infer", "guides", "energy", "models",
-        "train", "evaluate", "diagnostics", "plotting", "plates",
+        "train", "evaluate", "diagnostics", "plotting", "plates", "distributed",
     },
     "cli": {"experiments", "data"},
     "flows2d": set(),  # deprecated alias module of experiments.flows2d (removed in 0.3)

@@ -1,7 +1,8 @@
 """The ``pyro-deepgen`` command line.
 
 Every module in this package that defines ``add_arguments(parser)`` and ``run(args)`` (and a
-one-line ``HELP``) becomes a subcommand named after the module, so a new command is one new file.
+one-line ``HELP``) becomes a subcommand named after the module (or its ``NAME``, for a command
+name that is no Python identifier, such as ``score-samples``), so a new command is one new file.
 """
 import argparse
 import importlib
@@ -23,7 +24,7 @@ def _subcommands():
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "add_arguments") and hasattr(module, "run"):
-            yield info.name, module
+            yield getattr(module, "NAME", info.name), module
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,8 +120,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     a failed run (a non-finite or too large loss, naming the epoch, step and kept checkpoint).
     Ctrl-C (SIGINT) and SIGTERM stop a run cleanly: the checkpoint is kept, temporary folders
     are removed, one line says how to resume, and the status is 130 or 143.
+
+    Under ``torchrun --nproc_per_node N`` the command runs data-parallel
+    (:func:`~pyro_deepgen.experiments.common.start_distributed`); only rank 0 prints.
     """
-    from ..experiments.common import OutputFolderWarning
+    from ..experiments.common import OutputFolderWarning, start_distributed, stop_distributed
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -128,7 +132,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     prog = f"pyro-deepgen {args.command}"
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    stdout = sys.stdout
     try:
+        if start_distributed(getattr(args, "device", "cpu")) > 0:
+            sys.stdout = open(os.devnull, "w")  # the summary and the files written: rank 0's alone
         with warnings.catch_warnings():
             warnings.simplefilter("always", OutputFolderWarning)
             warnings.showwarning = _show_warning(prog, warnings.showwarning)
@@ -151,6 +158,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     finally:
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
+        stop_distributed()
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     return 0

@@ -9,6 +9,8 @@ import argparse
 from ..experiments.autoregressive import MODELS, AutoregressiveConfig
 from ..experiments.autoregressive import run as run_experiment
 from .common import (
+    MARKER_FILE,
+    RUN_REPORT,
     SIZES_METAVAR,
     add_common_arguments,
     add_data_arguments,
@@ -19,6 +21,37 @@ from .common import (
 )
 
 HELP = "train NADE, MADE or PixelCNN and report the exact test log-likelihood"
+#: What the command writes to --out: its files, and the keys of report.json.
+OUTPUTS = {
+    "files": {
+        "report.json": "the report (keys below)",
+        "checkpoint.pt": "the training checkpoint after the last epoch (--resume continues from it)",
+        "samples.png": "draws of the trained model",
+        "loss.png": "training and validation loss by epoch",
+        **MARKER_FILE,
+    },
+    "report": {
+        "model": "nade, made or pixelcnn",
+        "test_log_likelihood": "exact log p(x) per test image (the mean over --orderings masks), nats",
+        "test_bits_per_dim": "-test_log_likelihood in bits per pixel",
+        "test_log_likelihood_per_mask": "the test log-likelihood of each ordering/mask alone",
+        "val_log_likelihood": "log p(x) per validation image (the held-out part of the training set)",
+        "train_log_likelihood": "log p(x) per training image",
+        "num_parameters": "the model's parameter count",
+        "epochs": "epochs trained",
+        "best_epoch": "the epoch of the kept (best validation) parameters",
+        "stopped_early": "whether --patience stopped training",
+        "seconds": "wall-clock seconds of training and evaluation",
+        "train_seconds": "wall-clock seconds of training",
+        "train_loss": "the training loss by epoch",
+        "val_loss": "the validation loss by epoch",
+        "num_val": "validation images",
+        "test_split": "how the test set was chosen (the data set's own split or a seeded hold-out)",
+        "num_train": "training images",
+        "num_test": "test images",
+        **RUN_REPORT,
+    },
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

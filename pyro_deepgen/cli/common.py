@@ -18,6 +18,16 @@ SEED_RANGE = (0, 2 ** 32)
 SIZES_METAVAR = "N,N,..."
 
 
+# The files and ``report.json`` keys every command writes (see ``OUTPUTS`` of each command, which
+# docs/cli.rst renders). An entry that only some runs write says so, beginning with "Only".
+MARKER_FILE = {".pyro-deepgen-run.json": "the marker that claims the folder for this package (command, "
+                                         "files), so that --resume and --overwrite may reuse it"}
+RUN_REPORT = {
+    "settings": "the run's settings: every option as a config field, with the command's name",
+    "resume_overrides": "Only in a resumed run that changed settings (--resume-override): their names",
+}
+
+
 def _number(text: str, kind: type, what: str):
     try:
         return kind(text)

@@ -16,6 +16,8 @@ from .._compat import moved_attributes
 from ..experiments.diffusion import MEAN_TYPES, NETS, SCHEDULES, WEIGHTINGS, DiffusionConfig
 from ..experiments.diffusion import run as run_experiment
 from .common import (
+    MARKER_FILE,
+    RUN_REPORT,
     SIZES_METAVAR,
     add_common_arguments,
     add_data_arguments,
@@ -26,6 +28,35 @@ from .common import (
 )
 
 HELP = "train a diffusion probabilistic model; write samples, inpainting and its test bound"
+#: What the command writes to --out: its files, and the keys of report.json.
+OUTPUTS = {
+    "files": {
+        "report.json": "the report (keys below)",
+        "checkpoint.pt": "the training checkpoint after the last epoch (--resume continues from it)",
+        "trajectory.png": "Only for --data swissroll: the forward trajectory and the reverse samples",
+        "samples.png": "Only for image data: draws of the reverse process",
+        "inpainting.png": "Only for image data: test images with the lower half filled in from the top",
+        **MARKER_FILE,
+    },
+    "report": {
+        "test_bound_nats": "the variational bound on log p(x) per test point, nats (the training "
+                           "objective's estimate)",
+        "test_bound_nats_stderr": "its standard error",
+        "test_bound_bits_per_dim": "the same bound in bits per dimension",
+        "test_bound_nats_kl": "the bound with every KL term in closed form, nats",
+        "test_bound_nats_kl_stderr": "its standard error",
+        "test_bound_bits_per_dim_kl": "the same bound in bits per dimension",
+        "bound_terms_mean": "the terms L_0, L_1, ..., L_T of the bound, averaged over the test set",
+        "train_loss": "the training loss by epoch",
+        "epochs": "epochs trained",
+        "seconds": "wall-clock seconds of training, evaluation and sampling",
+        "train_seconds": "wall-clock seconds of training",
+        "test_split": "how the test set was chosen (the data set's own split or a seeded hold-out)",
+        "num_train": "training points",
+        "num_test": "test points",
+        **RUN_REPORT,
+    },
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

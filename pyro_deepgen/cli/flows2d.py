@@ -10,9 +10,24 @@ import argparse
 
 from ..experiments.flows2d import Flows2DConfig
 from ..experiments.flows2d import run as run_experiment
-from .common import SIZES_METAVAR, add_common_arguments, config_from_args, int_list, positive_float, positive_int
+from .common import (MARKER_FILE, RUN_REPORT, SIZES_METAVAR, add_common_arguments, config_from_args, int_list,
+                     positive_float, positive_int)
 
 HELP = "the 2-D flow benchmark of Rezende & Mohamed (2015)"
+#: What the command writes to --out: its files, and the keys of report.json.
+OUTPUTS = {
+    "files": {
+        "report.json": "the report (keys below)",
+        "table.md": "KL(q||p) of every energy, flow and depth as a Markdown table",
+        "flows2d.png": "the densities of the fitted flows next to the target energies",
+        **MARKER_FILE,
+    },
+    "report": {
+        "results": "one record per fit: energy, flow, depth, kl and kl_stderr (KL(q||p) in nats), "
+                   "neg_elbo, log_z, final_loss, steps, seconds, kl_ratio (KL over the Gaussian's)",
+        "settings": RUN_REPORT["settings"],
+    },
+}
 
 
 def name_list(text: str):

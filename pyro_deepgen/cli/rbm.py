@@ -19,6 +19,8 @@ from .._compat import moved_attributes
 from ..experiments.rbm import RBMConfig
 from ..experiments.rbm import run as run_experiment
 from .common import (
+    MARKER_FILE,
+    RUN_REPORT,
     SIZES_METAVAR,
     add_common_arguments,
     add_data_arguments,
@@ -31,6 +33,39 @@ from .common import (
 )
 
 HELP = "train a restricted Boltzmann machine (CD-k / PCD) and estimate log p(x) by AIS"
+#: What the command writes to --out: its files, and the keys of report.json.
+OUTPUTS = {
+    "files": {
+        "report.json": "the report (keys below)",
+        "checkpoint.pt": "the training checkpoint after the last epoch (--resume continues from it)",
+        "monitors.json": "the per-epoch monitors, kept for --resume",
+        "rbm.pt": "the trained RBM's state dict",
+        "samples.png": "fantasy particles after --gibbs-steps Gibbs sweeps",
+        "weights.png": "the filters (rows of W) of the first 100 hidden units",
+        "loss.png": "the free-energy gap per image by epoch",
+        "chains_summary.csv": "arviz summary (ESS, R-hat) of --chains Gibbs chains of the free energy",
+        "chains_summary.txt": "the same table as text",
+        **MARKER_FILE,
+    },
+    "report": {
+        "test_log_likelihood": "mean log p(v) per test image with the AIS log Z, nats",
+        "train_log_likelihood": "mean log p(v) per training image with the AIS log Z, nats",
+        "log_z": "AIS estimate of log Z (--ais-betas temperatures, --ais-runs runs)",
+        "log_z_stderr": "its standard error",
+        "per_epoch": "the monitors by epoch (reconstruction error, pseudo-log-likelihood, seconds)",
+        "seconds_per_epoch": "median wall-clock seconds of a training epoch (None without epochs timed)",
+        "train_seconds": "wall-clock seconds of training, without the monitors",
+        "epochs": "epochs trained",
+        "ais_seconds": "wall-clock seconds of AIS",
+        "ais_betas": "the AIS temperatures",
+        "ais_runs": "the AIS runs",
+        "method": "the training method, cd-k or pcd",
+        "test_split": "how the test set was chosen (the data set's own split or a seeded hold-out)",
+        "num_train": "training images",
+        "num_test": "test images",
+        **RUN_REPORT,
+    },
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

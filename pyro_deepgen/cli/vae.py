@@ -10,6 +10,8 @@ from .._compat import moved_attributes
 from ..experiments.vae import BINARIZATIONS, ELBOS, GUIDES, VAEConfig
 from ..experiments.vae import run as run_experiment
 from .common import (
+    MARKER_FILE,
+    RUN_REPORT,
     SIZES_METAVAR,
     add_common_arguments,
     add_data_arguments,
@@ -20,6 +22,38 @@ from .common import (
 )
 
 HELP = "train and evaluate a variational autoencoder"
+#: What the command writes to --out: its files, and the keys of report.json.
+OUTPUTS = {
+    "files": {
+        "report.json": "the report (keys below)",
+        "checkpoint.pt": "the training checkpoint after the last epoch (--resume continues from it)",
+        "samples.png": "64 decoder means E[x|z] of z ~ p(z)",
+        "reconstructions.png": "test images next to their reconstructions",
+        "loss.png": "the training loss (-ELBO per data point) by epoch",
+        "manifold.png": "Only with --z-dim 2: the decoder means over a grid of the latent plane",
+        **MARKER_FILE,
+    },
+    "report": {
+        "train_elbo": "ELBO per image on the training set (10 particles), nats",
+        "test_elbo": "ELBO per image on the test set (10 particles), nats",
+        "test_log_likelihood": "importance-sampled log p(x) per test image (--eval-samples draws of q), nats",
+        "eval_samples": "the importance samples K of test_log_likelihood",
+        "active_units": "latent units whose posterior mean varies across the test set (Cov > 0.01)",
+        "khat_median": "median over test images of the PSIS k-hat of the importance weights "
+                       "(None below 21 samples)",
+        "khat_max": "largest PSIS k-hat (None below 21 samples)",
+        "khat_fraction_above_0.7": "fraction of test images with k-hat > 0.7, where the estimate is "
+                                   "unreliable (None below 21 samples)",
+        "epochs": "epochs trained",
+        "seconds": "wall-clock seconds of training and evaluation",
+        "train_seconds": "wall-clock seconds of training",
+        "train_loss": "the training loss by epoch",
+        "test_split": "how the test set was chosen (the data set's own split or a seeded hold-out)",
+        "num_train": "training images",
+        "num_test": "test images",
+        **RUN_REPORT,
+    },
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

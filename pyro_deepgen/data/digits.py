@@ -13,8 +13,9 @@ def load_digits(binarize: Optional[str] = None, seed: int = 0) -> Tuple[torch.Te
     The 17 grey levels 0..16 are divided by 16.
 
     :param binarize: ``None``, ``"threshold"``, ``"stochastic"`` or ``"dynamic"`` (grey values
-        are returned, the training loop draws each epoch; :func:`load_train_test` gives the
-        held-out test images one fixed draw).
+        are returned, the training loop draws each epoch;
+        :func:`~pyro_deepgen.data.train_test.load_train_test` gives the held-out test images one
+        fixed draw).
     :param seed: seed of the stochastic binarization.
     :returns: ``(x, y)``: ``x`` float32 ``(1797, 64)``, ``y`` int64 ``(1797,)`` in 0..9.
     """

@@ -146,6 +146,7 @@ def make_checkerboard(n: int, seed: int = 0, noise: float = 0.0) -> torch.Tensor
     return _jitter(2 * torch.stack([x1, x2], -1), noise, gen)
 
 
+#: The data sets by name, ``TOY_DATASETS[name](n, seed=0) -> Tensor (n, 2)``.
 TOY_DATASETS: Dict[str, Callable[..., torch.Tensor]] = {
     "two_moons": make_two_moons,
     "rings": make_rings,
@@ -204,6 +205,7 @@ def energy_u4(z: torch.Tensor) -> torch.Tensor:
     return -_log_two_bumps(d / 0.4, (d + w3) / 0.35)
 
 
+#: The test energies of Rezende & Mohamed (2015) by name, ``"U1"`` ... ``"U4"``.
 ENERGIES: Dict[str, Energy] = {
     "U1": energy_u1,
     "U2": energy_u2,

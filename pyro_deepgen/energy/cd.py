@@ -173,7 +173,7 @@ class ContrastiveDivergence:
     def loss_and_grads(self, model: RBM, guide, v: torch.Tensor, *args, **kwargs) -> float:
         """Pyro's ELBO interface: one CD/PCD step that adds the update to the parameters'
         ``.grad`` (as ``backward()`` would) and returns the free-energy gap as a float. It skips
-        the autograd machinery of :meth:`__call__`; :func:`~pyro_deepgen.train.fit` uses it."""
+        the autograd machinery of ``__call__``; :func:`~pyro_deepgen.train.fit` uses it."""
         step = self._step(model, guide, v)
         if torch.is_tensor(step):
             step.backward()

@@ -9,6 +9,11 @@ module (command ``pyro-deepgen <name>``)        config
 :mod:`pyro_deepgen.experiments.diffusion`       :class:`~.diffusion.DiffusionConfig`
 :mod:`pyro_deepgen.experiments.flows2d`         :class:`~.flows2d.Flows2DConfig`
 :mod:`pyro_deepgen.experiments.autoregressive`  :class:`~.autoregressive.AutoregressiveConfig`
+:mod:`pyro_deepgen.experiments.ssvae`           :class:`~.ssvae.SSVAEConfig`
+:mod:`pyro_deepgen.experiments.gan`             :class:`~.gan.GANConfig`
+:mod:`pyro_deepgen.experiments.gsn`             :class:`~.gsn.GSNConfig`
+:mod:`pyro_deepgen.experiments.score_samples`   :class:`~.score_samples.ScoreSamplesConfig`
+:mod:`pyro_deepgen.experiments.autoencoder`     :class:`~.autoencoder.AutoencoderConfig`
 ==============================================  ==============================================
 
 **The convention.** Each module has

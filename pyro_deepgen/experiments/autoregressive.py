@@ -26,7 +26,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import pyro
 import torch
@@ -217,3 +217,22 @@ def print_summary(report: Dict[str, Any]) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Callable[[int], torch.Tensor]:
+    """The trained autoregressive model of a finished run folder as ``sample(n) -> (n, D)``
+    binary images: exact ancestral draws, one pixel at a time (the ensemble in ``eval()`` mode).
+    The parameters are the checkpoint's best-validation snapshot when it has one."""
+    import types
+
+    from ..train import load_checkpoint
+    from .score_samples import read_run
+
+    s = read_run(run_dir, COMMAND)["settings"]
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)
+    modules = (state.get("best") or state)["modules"]
+    config = types.SimpleNamespace(**{**s, "hidden": tuple(s["hidden"]) if s["hidden"] else None})
+    model = build_model(config, 64 if s["data"] == "digits" else 784)
+    model.load_state_dict(modules[0])
+    model.to(device).eval()
+    return lambda n: model().sample((n,))

@@ -6,13 +6,30 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .. import distributed
+
 DATA_SETS = ("digits", "mnist")
+
+
+def start_distributed(device: Any = "cpu") -> int:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) start the process group (gloo
+    on CPU, NCCL when ``device`` is CUDA; see :func:`pyro_deepgen.distributed.init_from_env`), so
+    that the command's :func:`~pyro_deepgen.train.fit` runs data-parallel; returns this process's
+    rank (0 without torchrun). Only rank 0 writes the output folder (:func:`prepare_output`)."""
+    distributed.init_from_env(device)
+    return distributed.rank()
+
+
+def stop_distributed() -> None:
+    """Destroy the process group that :func:`start_distributed` started, if any."""
+    distributed.shutdown()
 
 
 def _flag(name: str) -> str:
@@ -138,7 +155,7 @@ def settings(config: Any, command: str) -> Dict[str, Any]:
         return v
 
     fields = {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    return {"command": command, **fields}
+    return {"command": command, **fields, "world_size": distributed.world_size()}
 
 
 MARKER = ".pyro-deepgen-run.json"
@@ -264,6 +281,7 @@ class RunFolder:
     resume: bool = False
     real: Path = None  # the folder with symlinks resolved (where the temporaries go)
     files: List[str] = dataclasses.field(default_factory=list)
+    writer: bool = True  # False on the ranks > 0 of a torchrun job: they write nothing here
 
     @property
     def checkpoint(self) -> Path:
@@ -272,7 +290,8 @@ class RunFolder:
     def record(self, *names: str) -> None:
         """Add ``names`` (files in the folder) to the marker: the package wrote them."""
         self.files = sorted(set(self.files) | set(names))
-        _write_marker(self.real, self.command, self.files)
+        if self.writer:
+            _write_marker(self.real, self.command, self.files)
 
     def _temporary(self) -> Path:
         sibling = self.real.parent / f".{self.real.name}.tmp-{os.getpid()}"
@@ -295,7 +314,12 @@ class RunFolder:
         files in the marker and move them into the folder one by one with :func:`os.replace`,
         so a reader sees either the old or the new version of each file, never half of one.
         On any exception (also ``KeyboardInterrupt`` or ``SystemExit``) the temporary folder is
-        removed and the run folder is left as it was."""
+        removed and the run folder is left as it was. On a rank > 0 of a torchrun job the files go
+        to a temporary folder that is then deleted: rank 0 writes the results."""
+        if not self.writer:
+            with tempfile.TemporaryDirectory() as tmp:
+                yield Path(tmp)
+            return
         tmp = self._temporary()
         try:
             yield tmp
@@ -326,11 +350,23 @@ def prepare_output(out: Union[str, Path], command: str, overwrite: bool = False,
     The folder is then checked to be writable (a probe file is created and removed) and receives
     its marker. Temporary folders of earlier runs to ``out`` killed by SIGKILL are named in an
     :class:`OutputFolderWarning`, never deleted. OS errors become one-line ValueErrors.
+
+    Under torchrun only rank 0 checks and claims the folder; an error there is raised on every rank.
     """
     out = Path(out)
     if overwrite and resume:
         raise ValueError("--resume and --overwrite exclude each other: resume continues the run in out (--out), "
                          "overwrite replaces it; pass one")
+    if distributed.world_size() > 1:
+        folder = distributed.Context().on_main(lambda: _prepare_output(out, command, overwrite, resume),
+                                               f"preparing {out}")
+        if distributed.rank() == 0:
+            return folder
+        return RunFolder(out, command, resume=resume, real=out.resolve(), writer=False)
+    return _prepare_output(out, command, overwrite, resume)
+
+
+def _prepare_output(out: Path, command: str, overwrite: bool, resume: bool) -> RunFolder:
     try:
         return _prepare(out, command, overwrite, resume)
     except OSError as e:
@@ -425,8 +461,9 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
 def run_settings(config: Any, command: str) -> Dict[str, Any]:
     """The settings that define a run, for the checkpoint (``fit(run_settings=...)``): those of
     :func:`settings` without ``out``, ``progress``, ``resume``, ``overwrite``,
-    ``resume_override`` and ``device`` (which may change when resuming)."""
-    drop = {"out", "progress", "resume", "overwrite", "resume_override", "device"}
+    ``resume_override``, ``device`` (which may change when resuming) and ``world_size`` (which
+    :func:`~pyro_deepgen.train.fit` checks itself)."""
+    drop = {"out", "progress", "resume", "overwrite", "resume_override", "device", "world_size"}
     return {k: v for k, v in settings(config, command).items() if k not in drop}
 
 

@@ -31,7 +31,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -62,7 +62,7 @@ from .common import (
 )
 
 COMMAND = "diffusion"
-#: settings used only after training: a resumed run may change them (``--resume-override``)
+#: Settings used only after training, which a resumed run may change (``--resume-override``).
 AFTER_TRAINING = ("max_test", "num_samples")
 NETS = ("mlp", "unet")
 
@@ -286,3 +286,25 @@ def run(config: DiffusionConfig) -> Dict[str, Any]:
     print(bound_line(report))
     print(f"results in {config.out}")
     return report
+
+
+def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Callable[[int], torch.Tensor]:
+    """The trained diffusion model of a finished image run folder as ``sample(n) -> (n, D)``
+    in [0, 1]: ancestral samples of the reverse chain (on the pixel grid), flattened."""
+    import types
+
+    from ..train import load_checkpoint
+    from .score_samples import read_run
+
+    s = read_run(run_dir, COMMAND)["settings"]
+    if s["data"] == "swissroll":
+        raise ValueError(f"run folder {run_dir} holds a swissroll diffusion run: only image runs have a sampler to "
+                         "score")
+    side = 8 if s["data"] == "digits" else 28
+    info = {"event_shape": (1, side, side) if s["net"] == "unet" else (side * side,), "data": "discrete",
+            "num_levels": 17 if s["data"] == "digits" else 256}
+    config = types.SimpleNamespace(**{**s, "hidden_dims": tuple(s["hidden_dims"] or ())})
+    diffusion = build(config, info)
+    diffusion.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)["modules"][0])
+    diffusion.to(device).eval()
+    return lambda n: diffusion.sample(n, batch_size=256, progress=False).reshape(n, -1)

@@ -58,7 +58,7 @@ from .common import (
 
 COMMAND = "flows2d"
 PAPER_ANNEAL_STEPS = 10000
-#: the baseline every flow is compared with: the learned diagonal Gaussian alone (K = 0).
+#: The baseline every flow is compared with, the learned diagonal Gaussian alone (K = 0).
 BASELINE = "gaussian"
 
 

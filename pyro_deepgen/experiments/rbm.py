@@ -69,7 +69,7 @@ from .common import (
 )
 
 COMMAND = "rbm"
-#: settings used only after training: a resumed run may change them (``--resume-override``)
+#: Settings used only after training, which a resumed run may change (``--resume-override``).
 AFTER_TRAINING = ("ais_betas", "ais_runs", "gibbs_steps", "chains", "chain_samples")
 MONITORS = "monitors.json"  # the per-epoch monitors, kept next to the checkpoint for --resume
 MONITOR_SIZE = 1000  # images for the reconstruction error
@@ -323,3 +323,19 @@ def write_figures(rbm: RBM, history: History, gibbs_steps: int, out: Path) -> No
     save_image_grid(filters, out / "weights.png", shape, title="filters (rows of W)",
                     caption=f"weights of the first {len(filters)} hidden units, each scaled to [0, 1]")
     save_loss_curve(history.loss, out / "loss.png", ylabel="free-energy gap per image")
+
+
+def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu",
+                 num_steps: Optional[int] = None, mean: bool = True) -> Callable[[int], torch.Tensor]:
+    """The trained RBM of a finished run folder (its ``rbm.pt``) as ``sample(n) -> (n, V)``:
+    ``n`` fantasy particles after ``num_steps`` block-Gibbs sweeps (default: the run's
+    ``gibbs_steps``) from random starts, all chains at once; ``mean=True`` gives E[v|h] of the last
+    sweep, else binary draws."""
+    from .score_samples import read_run
+
+    s = read_run(run_dir, COMMAND)["settings"]
+    state = torch.load(Path(run_dir) / "rbm.pt", map_location=device, weights_only=True)
+    rbm = RBM(state["visible_bias"].shape[0], state["hidden_bias"].shape[0]).to(device)
+    rbm.load_state_dict(state)
+    steps = s["gibbs_steps"] if num_steps is None else num_steps
+    return lambda n: rbm.sample(n, num_steps=steps, mean=mean)

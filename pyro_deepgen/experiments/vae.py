@@ -58,7 +58,7 @@ from .common import (
 )
 
 COMMAND = "vae"
-#: settings used only after training: a resumed run may change them (``--resume-override``)
+#: Settings used only after training, which a resumed run may change (``--resume-override``).
 AFTER_TRAINING = ("eval_samples",)
 PSIS_MIN_SAMPLES = 21  # PSIS fits the largest ceil(min(S/5, 3 sqrt(S))) >= 5 weights
 BINARIZATIONS = ("none", "threshold", "stochastic", "dynamic")
@@ -84,7 +84,7 @@ def _hvi(particles: int, hvi_steps: int) -> ELBO:
     return TraceHVI_ELBO(num_steps=hvi_steps, num_particles=particles)
 
 
-#: The training objectives by name: ``factory(particles, hvi_steps) -> ELBO``. ``trace`` is
+#: The training objectives by name, ``factory(particles, hvi_steps) -> ELBO``. ``trace`` is
 #: Pyro's :class:`~pyro.infer.Trace_ELBO` (vectorized particles); ``iwae``, ``stl`` and
 #: ``dreg`` the importance-weighted bound with its three gradient estimators; ``vimco`` the
 #: score-function bound with leave-one-out baselines (at least 2 particles); ``hvi``
@@ -100,7 +100,7 @@ ELBOS: Dict[str, Callable[[int, int], ELBO]] = {
 #: The least ``particles`` of the objectives that need more than one (a leave-one-out baseline
 #: is built from the other particles); the objective always gets the ``particles`` asked for.
 MIN_PARTICLES: Dict[str, int] = {"vimco": 2}
-#: q(z|x): the VAE's diagonal Gaussian, or a normalizing flow of the registry on top of it.
+#: The guides q(z|x) by name, the VAE's diagonal Gaussian or a normalizing flow of the registry on top of it.
 GUIDES: Tuple[str, ...] = ("diagonal",) + tuple(FLOWS)
 
 
@@ -291,3 +291,19 @@ def print_summary(report: Dict[str, Any]) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu",
+                 mean: bool = True) -> Callable[[int], torch.Tensor]:
+    """The trained VAE of a finished run folder as ``sample(n) -> (n, D)`` in [0, 1]: the
+    decoder means E[x|z] of z ~ p(z) (``mean=False``: Bernoulli draws of x). The VAE is the last
+    module of the run's ``checkpoint.pt`` (after a flow guide's)."""
+    from ..train import load_checkpoint
+    from .score_samples import read_run
+
+    s = read_run(run_dir, COMMAND)["settings"]
+    state = load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)["modules"][-1]
+    vae = VAE(state["encoder.net.0.weight"].shape[1], s["z_dim"], tuple(s["hidden"]))
+    vae.load_state_dict(state)
+    vae.to(device).eval()
+    return lambda n: vae.sample(n, mean=mean)

@@ -22,6 +22,8 @@ import torch
 
 from .._compat import moved_attributes
 
+#: The type of an AIS state, whatever the transition kernel takes and returns (a tensor of
+#: chains, or a tuple of tensors).
 State = TypeVar("State")
 
 #: Salakhutdinov & Murray's (2008) schedule: (start, stop, step) of each uniform segment.

@@ -63,7 +63,7 @@ class ParticleELBO(ELBO):
       :func:`~pyro_deepgen.infer.util.value_with_surrogate_grad`). It may read
       ``torch.is_grad_enabled()`` to skip gradient-only work.
 
-    and draws its particles with :meth:`_draw` (or :meth:`_particle_terms` for per-site
+    and draws its particles with ``_draw`` (or ``_particle_terms`` for per-site
     terms). Everything else has a default:
 
     * :meth:`loss`: ``differentiable_loss`` under :func:`torch.no_grad`, as a float;
@@ -97,7 +97,7 @@ class ParticleELBO(ELBO):
     vectorized ELBO: the guide and model run exactly as under :class:`~pyro.infer.Trace_ELBO`
     (same random numbers, same shapes), so shape assertions in user code hold.
 
-    **Checks** (in :meth:`_draw`, shared by every estimator): with Pyro's validation on
+    **Checks** (in ``_draw``, shared by every estimator): with Pyro's validation on
     (:func:`pyro.infer.util.is_validation_enabled`, the default), Pyro's own
     :func:`pyro.util.check_model_guide_match` with the particle plate counted as Pyro counts it,
     so the errors and warnings are Pyro's: model/guide shapes or event dims that disagree raise
@@ -108,7 +108,7 @@ class ParticleELBO(ELBO):
     ``ValueError("<estimator>: the model and guide have no sample sites ...")``; a user plate
     beyond ``max_plate_nesting`` or batch dims outside every plate raise a ``ValueError``
     naming the user's plate or site and ``max_plate_nesting`` (never the internal particle
-    plate). Estimators that need a latent site call :meth:`_require_latents`. Not detectable:
+    plate). Estimators that need a latent site call ``_require_latents``. Not detectable:
     undeclared batch dims left of every plate whose size equals ``num_particles`` at the
     particle plate's dim are taken for particles (guides that build their own particles rely
     on it).

@@ -24,6 +24,8 @@ from .diffusion_schedules import make_schedule, schedule_coefficients
 from ..plates import data_plate
 from ._inputs import check_batch
 
+#: The choices of ``mean_type`` of :class:`GaussianDiffusion`, what the network predicts (the
+#: noise :math:`\epsilon`, the velocity :math:`v`, the clean image :math:`x_0`, or the mean).
 MEAN_TYPES = ("eps", "v", "x0", "mean")
 VAR_TYPES = ("learned_range", "learned", "fixed_small", "fixed_large")
 DATA_TYPES = ("continuous", "discrete")
@@ -482,7 +484,8 @@ class GaussianDiffusion(PyroModule):
         :param chunk_size: number of time steps evaluated per network call (default: about
             1024 network inputs per call).
         :param str estimator: ``"kl"`` or ``"trajectory"``.
-        :returns: :class:`DiffusionBound` with ``nats`` = lower bound on :math:`\log p(x_0)`,
+        :returns: :class:`~pyro_deepgen.models.diffusion.DiffusionBound` with ``nats`` = lower bound on
+            :math:`\log p(x_0)`,
             ``bits_per_dim`` = :math:`-\mathrm{nats}/(D\log 2)` and ``terms`` ``(N, T+1)``
             whose rows sum to ``-nats``.
         """

@@ -11,6 +11,7 @@ import torch
 
 from .._checks import positive_int
 
+#: The names :func:`make_schedule` knows.
 SCHEDULES = ("sohl", "linear", "cosine")
 
 

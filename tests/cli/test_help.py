@@ -13,10 +13,15 @@ import pytest
 from pyro_deepgen import __version__
 from pyro_deepgen.cli import build_parser, main
 from pyro_deepgen.cli.common import SIZES_METAVAR, int_list
+from pyro_deepgen.experiments.autoencoder import AutoencoderConfig
 from pyro_deepgen.experiments.autoregressive import AutoregressiveConfig
 from pyro_deepgen.experiments.diffusion import DiffusionConfig
 from pyro_deepgen.experiments.flows2d import Flows2DConfig
+from pyro_deepgen.experiments.gan import GANConfig
+from pyro_deepgen.experiments.gsn import GSNConfig
 from pyro_deepgen.experiments.rbm import RBMConfig
+from pyro_deepgen.experiments.score_samples import ScoreSamplesConfig
+from pyro_deepgen.experiments.ssvae import SSVAEConfig
 from pyro_deepgen.experiments.vae import GUIDES, VAEConfig
 
 OUTPUT = "--out --overwrite --resume --resume-override".split()
@@ -31,8 +36,18 @@ OPTIONS = {
                   "--net --hidden --hidden-dims --base-channels --num-train --max-test --num-samples".split()),
     "autoregressive": (AutoregressiveConfig, COMMON + "--model --hidden --orderings --epochs --patience "
                        "--batch-size --lr".split()),
+    "gan": (GANConfig, COMMON + "--loss --conditional --n-critic --gp-weight --epochs --batch-size --lr --z-dim "
+            "--hidden".split()),
+    "gsn": (GSNConfig, COMMON + "--walkback --noise --noise-level --epochs --batch-size --lr --hidden --chain-steps "
+            "--mixing-chains --mixing-warmup --mixing-draws".split()),
+    "ssvae": (SSVAEConfig, COMMON + "--model --labels --label-draws --z-dim --hidden --epochs --batch-size --lr "
+              "--alpha".split()),
+    "autoencoder": (AutoencoderConfig, COMMON + "--kind --code-dim --lambda --layers --noise --corruption --loss "
+                    "--epochs --batch-size --lr --n-init".split()),
     "flows2d": (Flows2DConfig, "--help --seed --device --out --overwrite --no-progress --energies --flows --depths "
                 "--steps --anneal-steps --particles --lr --samples".split()),
+    "score-samples": (ScoreSamplesConfig, "--help --seed --device --out --overwrite --no-progress --run --against "
+                      "--data-root --num-samples --num-permutations --classifier-epochs".split()),
 }
 
 
@@ -56,9 +71,10 @@ def test_options_are_kept_and_are_config_fields(command):
     help_text = parser.format_help()
     assert all(option in help_text for option in expected)
     defaults = config_class()
+    declared = {f.name: f.default for f in dataclasses.fields(config_class)}
     for a in parser._actions:  # the command line and the library share their defaults
-        if a.dest != "help":
-            assert a.default == getattr(defaults, a.dest), a.dest
+        if a.dest != "help":  # (None on both sides: a default that depends on another option, e.g. --kind)
+            assert a.default == getattr(defaults, a.dest) or a.default is declared[a.dest] is None, a.dest
 
 
 def test_vae_guide_choices_are_the_flow_registry():
@@ -82,7 +98,7 @@ def _action(command, option):
 
 def test_hidden_has_one_form_in_every_command():
     commands = [c for c in OPTIONS if "--hidden" in OPTIONS[c][1]]
-    assert sorted(commands) == ["autoregressive", "diffusion", "rbm", "vae"]
+    assert sorted(commands) == ["autoregressive", "diffusion", "gan", "gsn", "rbm", "ssvae", "vae"]
     for command in commands:
         action = _action(command, "--hidden")
         assert action.type is int_list and action.metavar == SIZES_METAVAR, command

@@ -105,7 +105,7 @@ class AutoregressiveModule(torch.nn.Module):
 
 
 class AutoregressiveBernoulli(TorchDistribution):
-    r"""The distribution of an :class:`AutoregressiveModule` over binary vectors: event shape
+    r"""The distribution of an :class:`~.base.AutoregressiveModule` over binary vectors: event shape
     ``(dim,)``, batch shape ``context.shape[:-1]`` (or ``()``), exact ``log_prob`` (the
     log-mean-exp over ``masks`` when there are several), sequential ``sample``, no ``rsample``.
 

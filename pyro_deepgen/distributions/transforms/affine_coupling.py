@@ -69,7 +69,7 @@ def conditional_affine_coupling(
     return ConditionalAffineCoupling(split_dim, hypernet, **kwargs)
 
 
-#: RealNVP: :class:`AffineCoupling` layers with a
+#: RealNVP, :class:`AffineCoupling` layers with a
 #: :class:`~pyro_deepgen.distributions.transforms.Permutation` between consecutive layers.
 REALNVP = FlowFamily(
     layer=affine_coupling, conditional=conditional_affine_coupling,

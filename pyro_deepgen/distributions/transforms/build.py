@@ -38,15 +38,15 @@ def build_flow(
     :math:`f = g\circ f_K\circ P\circ\cdots\circ P\circ f_1`. The families of the package,
     with the cost of scoring an arbitrary value (sampling is one pass for all):
 
-    - ``planar``: :class:`Planar` x K, :math:`O(D)` each; the inverse is a scalar root find.
-    - ``radial``: :class:`Radial` x K, :math:`O(D)` each; closed-form inverse.
-    - ``iaf``: :class:`AffineAutoregressive` layers with ``stable=True`` (the gated update of
+    - ``planar``: :class:`~.planar.Planar` x K, :math:`O(D)` each; the inverse is a scalar root find.
+    - ``radial``: :class:`~.radial.Radial` x K, :math:`O(D)` each; closed-form inverse.
+    - ``iaf``: :class:`~.affine_autoregressive.AffineAutoregressive` layers with ``stable=True`` (the gated update of
       the IAF paper) on MADE networks; inverse in :math:`D` passes.
-    - ``nice``: :class:`AdditiveCoupling` layers (volume preserving) and a final
-      :class:`Scaling`; inverse in one pass.
-    - ``realnvp``: :class:`AffineCoupling` layers; inverse in one pass.
+    - ``nice``: :class:`~.additive_coupling.AdditiveCoupling` layers (volume preserving) and a final
+      :class:`~.scaling.Scaling`; inverse in one pass.
+    - ``realnvp``: :class:`~.affine_coupling.AffineCoupling` layers; inverse in one pass.
 
-    A :class:`Permutation` (reversal by default) sits between consecutive coupling or
+    A :class:`~.permutation.Permutation` (reversal by default) sits between consecutive coupling or
     autoregressive layers so that every coordinate is transformed and depends on every other.
     ``depth=0`` gives an empty list (the identity: the base distribution itself).
 

@@ -16,8 +16,8 @@ def _family(module: str, name: str) -> FlowFamily:
     return family
 
 
-#: Every flow family by name, in the order the command line lists them: ``planar``, ``radial``,
-#: ``iaf``, ``nice``, ``realnvp`` (see the ``PLANAR``, ... constants of the families' modules).
+#: Every flow family by name, in the order the command line lists them (``planar``, ``radial``,
+#: ``iaf``, ``nice``, ``realnvp``; see the ``PLANAR``, ... constants of the families' modules).
 #: Add a family by defining ``MYFLOW = FlowFamily(...)`` in its own module of this package and
 #: adding its line here; :func:`~pyro_deepgen.distributions.transforms.build_flow`, the guides,
 #: the flow densities, the choices of the command line and examples, and the property test over

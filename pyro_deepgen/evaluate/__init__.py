@@ -22,9 +22,9 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
-from .data.checks import check_finite
-from .infer.particles import draw_particles, guess_max_plate_nesting, log_weights
-from .infer.util import log_mean_exp_of_chunks
+from ..data.checks import check_finite
+from ..infer.particles import draw_particles, guess_max_plate_nesting, log_weights
+from ..infer.util import log_mean_exp_of_chunks
 
 _ELEMENTS_PER_CHUNK = 2**23
 

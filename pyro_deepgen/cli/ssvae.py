@@ -1,0 +1,77 @@
+"""Semi-supervised classification with VAEs (Kingma et al. 2014): M1 (VAE features + an RBF SVM
+standing in for the TSVM), M2 or M1+M2, on class-balanced labelled draws of the 8x8 digits
+(default) or MNIST.
+
+Prints the test error (mean ± std over the draws) and writes report.json, table.md,
+confusion.png and (m2, m1m2) analogies.png and styles.png to --out.
+"""
+import argparse
+
+from ..experiments.ssvae import MODELS, SSVAEConfig
+from ..experiments.ssvae import run as run_experiment
+from .common import (
+    MARKER_FILE,
+    SIZES_METAVAR,
+    add_common_arguments,
+    add_data_arguments,
+    config_from_args,
+    int_list,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
+
+HELP = "semi-supervised VAEs (M1, M2, M1+M2): test error on a few labels"
+OUTPUTS = {
+    "files": {
+        "report.json": "the report (keys below)",
+        "checkpoint.pt": "the first network's training checkpoint (M1, or M2 of draw 0)",
+        "checkpoint-draw<d>.pt, checkpoint-styles.pt": "the checkpoints of the other networks",
+        "table.md": "the paper's MNIST table with this run's row",
+        "confusion.png": "the confusion matrix of draw 0 on the test set",
+        "analogies.png": "m2/m1m2: test images' inferred z decoded with every label",
+        "styles.png": "m2/m1m2: each class decoded over a grid of a 2-D z",
+        **MARKER_FILE,
+    },
+    "report": {
+        "model": "m1, m2 or m1m2",
+        "labels": "labelled training images per draw",
+        "test_error": "test error in %, mean over the label draws",
+        "test_error_std": "its standard deviation over the draws",
+        "per_draw": "the test error of each draw",
+        "settings": "the options of the run",
+    },
+}
+
+
+def labels_type(text: str) -> int:
+    """A positive multiple of the 10 classes."""
+    value = positive_int(text)
+    if value % 10:
+        raise argparse.ArgumentTypeError(f"must be a multiple of the 10 classes (class-balanced draws), got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=MODELS, default="m2",
+                        help="m1: VAE posterior means + RBF SVM (stands in for the TSVM); m2; m1m2 (default m2)")
+    parser.add_argument("--labels", type=labels_type, default=100,
+                        help="labelled training images per draw, a multiple of 10 (default 100)")
+    parser.add_argument("--label-draws", type=positive_int, default=5,
+                        help="class-balanced labelled subsets, seeds SEED, SEED+1, ... (default 5)")
+    add_data_arguments(parser)
+    parser.add_argument("--z-dim", type=positive_int, default=50, help="latent size (default 50)")
+    parser.add_argument("--hidden", type=int_list, default=(500,), metavar=SIZES_METAVAR,
+                        help="hidden layer sizes of every network (default 500)")
+    parser.add_argument("--epochs", type=positive_int, default=10,
+                        help="epochs per training, over the unlabelled images (default 10)")
+    parser.add_argument("--batch-size", type=positive_int, default=100, help="unlabelled images per step (default 100)")
+    parser.add_argument("--lr", type=positive_float, default=3e-3, metavar="LR", help="Adam step size (default 3e-3)")
+    parser.add_argument("--alpha", type=nonnegative_float, default=None,
+                        help="weight of the classification term (default 46 x labels, Pyro's per-label weight; "
+                             "the paper: 0.1 N)")
+    add_common_arguments(parser, out_default="runs/ssvae")
+
+
+def run(args: argparse.Namespace) -> None:
+    run_experiment(config_from_args(SSVAEConfig, args))
