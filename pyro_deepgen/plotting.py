@@ -1,5 +1,6 @@
 """Every figure of the package: image grids, loss curves, 2-D latent manifolds, the diffusion
-trajectory of a 2-D data set and the densities of the 2-D flow benchmark.
+trajectory of a 2-D data set, the densities of the 2-D flow benchmark, 2-D codes, the two
+players' losses of a GAN and a confusion matrix.
 
 Every figure has a title and labelled axes (an image grid: a caption under it, and column or
 row labels where they say what each column or row is); every function saves a PNG and returns
@@ -210,5 +211,69 @@ def save_flow_densities(
     fig.suptitle(f"{title}, z in [-{lim:g}, {lim:g}]^2", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return fig
+
+
+def save_codes(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str):
+    """Scatter of 2-D codes coloured by class label; returns the (closed) figure."""
+    plt = _pyplot()
+    codes, labels = codes.detach().float().cpu().numpy(), labels.cpu().numpy()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=8, vmin=-0.5, vmax=9.5)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="label")
+    ax.set_xlabel("code unit 1")
+    ax.set_ylabel("code unit 2")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return fig
+
+
+def save_player_losses(per_epoch: Mapping[str, Sequence[float]], path: Path, objective: str):
+    """Both players' losses per epoch (and the mean discriminator outputs) in one figure; returns
+    the (closed) figure."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = range(1, len(per_epoch["generator"]) + 1)
+    axes[0].plot(epochs, per_epoch["discriminator"], label="discriminator")
+    axes[0].plot(epochs, per_epoch["generator"], label="generator")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss (mean per step)")
+    axes[0].set_title(f"both players ({objective})")
+    axes[0].legend()
+    axes[1].plot(epochs, per_epoch["d_real"], label="on real data")
+    axes[1].plot(epochs, per_epoch["d_fake"], label="on generated data")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("discriminator output (logit / critic)")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return fig
+
+
+def save_confusion(pred: torch.Tensor, y: torch.Tensor, path: Path, title: str, num_classes: int = 10):
+    """The confusion matrix (counts; rows the true class) as a titled, labelled heat map;
+    returns the (closed) figure."""
+    plt = _pyplot()
+    k = num_classes
+    m = torch.bincount(y.cpu() * k + pred.cpu(), minlength=k * k).reshape(k, k).numpy()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    im = ax.imshow(m, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix on the test set\n{title}")
+    fig.colorbar(im, ax=ax, label="test images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return fig

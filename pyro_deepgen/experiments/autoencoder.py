@@ -45,7 +45,7 @@ import pyro
 import torch
 
 from ..models import Autoencoder, Contractive, Denoising, KMeansAutoencoder, L1
-from ..plotting import _pyplot, image_shape, save_image_grid, save_loss_curve
+from ..plotting import image_shape, save_codes, save_image_grid, save_loss_curve
 from ..train import fit
 from .common import (
     ResumableConfig,
@@ -310,22 +310,6 @@ def write_figures(config, out: Path, filters, x_test, recon, codes, labels, offs
         save_loss_curve(history.loss, out / "loss.png", ylabel="objective per image",
                         title="training objective per epoch" if config.kind != "linear" else
                         "training objective per full-batch step")
-
-
-def save_codes(codes: torch.Tensor, labels: torch.Tensor, path: Path, title: str):
-    """Scatter of 2-D codes coloured by class label; returns the (closed) figure."""
-    plt = _pyplot()
-    codes, labels = codes.detach().float().cpu().numpy(), labels.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=8, vmin=-0.5, vmax=9.5)
-    fig.colorbar(points, ax=ax, ticks=range(10), label="label")
-    ax.set_xlabel("code unit 1")
-    ax.set_ylabel("code unit 2")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return fig
 
 
 def print_summary(report: Dict[str, Any]) -> None:

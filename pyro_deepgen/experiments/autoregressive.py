@@ -226,9 +226,9 @@ def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "
     import types
 
     from ..train import load_checkpoint
-    from .score_samples import read_run
+    from .common import read_run_report
 
-    s = read_run(run_dir, COMMAND)["settings"]
+    s = read_run_report(run_dir, COMMAND)["settings"]
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)
     modules = (state.get("best") or state)["modules"]
     config = types.SimpleNamespace(**{**s, "hidden": tuple(s["hidden"]) if s["hidden"] else None})

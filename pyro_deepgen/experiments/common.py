@@ -193,6 +193,18 @@ def _write_marker(folder: Path, command: str, files: Iterable[str]) -> None:
     os.replace(tmp, folder / MARKER)
 
 
+def record_in_run(folder: Path, *names: str) -> bool:
+    """Add ``names`` (files the package has just written into an existing run folder, such as a
+    classifier cache) to that folder's marker, so that its ``--overwrite`` removes them too.
+    Returns ``False`` (and changes nothing) where the folder has no readable marker."""
+    folder = Path(folder).resolve()
+    marker = _read_marker(folder)
+    if marker is None:
+        return False
+    _write_marker(folder, marker.get("command", "?"), list(marker["files"]) + list(names))
+    return True
+
+
 def _pid_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -520,3 +532,21 @@ def write_json(path: Path, data: Dict[str, Any]) -> None:
         raise TypeError(f"cannot serialize {type(o).__name__}")
 
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=default) + "\n")
+
+
+def read_run_report(run_dir: Union[str, Path], command: Optional[str] = None) -> Dict[str, Any]:
+    """The ``report.json`` of a finished run folder (one written by ``pyro-deepgen COMMAND``
+    when ``command`` is given); a one-line ValueError naming ``run (--run)`` (the folder option of
+    ``score-samples``) otherwise. Every ``load_sampler`` reads its run through it."""
+    path = Path(run_dir) / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"run (--run) {run_dir} has no readable report.json: pass the folder of a finished "
+                         "pyro-deepgen run") from None
+    found = report.get("settings", {}).get("command") if isinstance(report, dict) else None
+    if not isinstance(found, str):
+        raise ValueError(f"run (--run) {run_dir}: its report.json names no command (settings.command)")
+    if command is not None and found != command:
+        raise ValueError(f"run (--run) {run_dir} holds a pyro-deepgen {found} run, not {command}")
+    return report

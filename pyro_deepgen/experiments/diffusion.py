@@ -294,9 +294,9 @@ def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "
     import types
 
     from ..train import load_checkpoint
-    from .score_samples import read_run
+    from .common import read_run_report
 
-    s = read_run(run_dir, COMMAND)["settings"]
+    s = read_run_report(run_dir, COMMAND)["settings"]
     if s["data"] == "swissroll":
         raise ValueError(f"run folder {run_dir} holds a swissroll diffusion run: only image runs have a sampler to "
                          "score")

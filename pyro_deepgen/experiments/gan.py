@@ -16,7 +16,6 @@ a resumed run). :func:`load_sampler` rebuilds the trained generator from a run f
 no likelihood: score its samples with ``pyro-deepgen score-samples``.
 """
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -26,9 +25,10 @@ import torch
 
 from ..infer.adversarial import OBJECTIVES, AdversarialLoss
 from ..models.gan import Discriminator, Generator
-from ..plotting import image_shape, save_image_grid
+from ..plotting import image_shape, save_image_grid, save_player_losses
 from ..train import fit, load_checkpoint
 from .common import (
+    read_run_report,
     ResumableConfig,
     check_choice,
     check_common,
@@ -230,45 +230,10 @@ def _draw(generator: Generator, n: int, conditional: bool) -> Tuple[torch.Tensor
     return generator.sample(n, y), y
 
 
-def save_player_losses(per_epoch: Dict[str, List[float]], path: Path, objective: str) -> None:
-    """Both players' losses per epoch (and the mean discriminator outputs) in one figure."""
-    from ..plotting import _pyplot
-
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = range(1, len(per_epoch["generator"]) + 1)
-    axes[0].plot(epochs, per_epoch["discriminator"], label="discriminator")
-    axes[0].plot(epochs, per_epoch["generator"], label="generator")
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss (mean per step)")
-    axes[0].set_title(f"both players ({objective})")
-    axes[0].legend()
-    axes[1].plot(epochs, per_epoch["d_real"], label="on real data")
-    axes[1].plot(epochs, per_epoch["d_fake"], label="on generated data")
-    axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("discriminator output (logit / critic)")
-    axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _run_settings(run_dir: Path) -> Dict[str, Any]:
-    report = Path(run_dir) / "report.json"
-    try:
-        data = json.loads(report.read_text())
-    except (OSError, ValueError):
-        raise ValueError(f"run folder {run_dir} has no readable report.json: pass the folder of a finished "
-                         f"pyro-deepgen {COMMAND} run") from None
-    if data.get("settings", {}).get("command") != COMMAND:
-        raise ValueError(f"run folder {run_dir} is not a pyro-deepgen {COMMAND} run")
-    return data
-
-
 def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Callable[[int], torch.Tensor]:
     """The trained generator of a finished run folder as ``sample(n) -> (n, D)`` grey values in
     [0, 1] (a conditional generator draws the classes in turn, ``i % 10``)."""
-    report = _run_settings(Path(run_dir))
+    report = read_run_report(run_dir, COMMAND)
     generator, _ = build(report["settings"], report["x_dim"])
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)
     generator.load_state_dict(state["modules"][0])

@@ -19,7 +19,6 @@ start with the same noise at a few epochs over training) and ``progress.pt``. :f
 rebuilds the trained GSN from a run folder.
 """
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -33,6 +32,7 @@ from ..models.gsn import DEFAULT_NOISE_LEVEL, GSN, NOISES, GSNKernel
 from ..plotting import image_shape, save_image_grid, save_loss_curve
 from ..train import fit, load_checkpoint
 from .common import (
+    read_run_report,
     ResumableConfig,
     check_choice,
     check_common,
@@ -237,14 +237,7 @@ def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "
     """The trained GSN of a finished run folder as ``sample(n) -> (n, D)`` grey values in [0, 1]:
     ``n`` chains from random starts, the reconstruction mean after ``steps`` transitions (default:
     the run's ``chain_steps``)."""
-    path = Path(run_dir) / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise ValueError(f"run folder {run_dir} has no readable report.json: pass the folder of a finished "
-                         f"pyro-deepgen {COMMAND} run") from None
-    if report.get("settings", {}).get("command") != COMMAND:
-        raise ValueError(f"run folder {run_dir} is not a pyro-deepgen {COMMAND} run")
+    report = read_run_report(run_dir, COMMAND)
     gsn = build(report["settings"], report["x_dim"])
     gsn.load_state_dict(load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)["modules"][0])
     gsn.to(device).eval()

@@ -331,9 +331,9 @@ def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "
     ``n`` fantasy particles after ``num_steps`` block-Gibbs sweeps (default: the run's
     ``gibbs_steps``) from random starts, all chains at once; ``mean=True`` gives E[v|h] of the last
     sweep, else binary draws."""
-    from .score_samples import read_run
+    from .common import read_run_report
 
-    s = read_run(run_dir, COMMAND)["settings"]
+    s = read_run_report(run_dir, COMMAND)["settings"]
     state = torch.load(Path(run_dir) / "rbm.pt", map_location=device, weights_only=True)
     rbm = RBM(state["visible_bias"].shape[0], state["hidden_bias"].shape[0]).to(device)
     rbm.load_state_dict(state)

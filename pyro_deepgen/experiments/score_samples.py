@@ -20,7 +20,6 @@ reference images thresholded at 1/2 likewise.
 """
 import dataclasses
 import importlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -31,8 +30,8 @@ from ..data import load_train_test
 from ..evaluate.samples import score_samples
 from ..plotting import image_shape, save_image_grid
 from .common import (
-    _read_marker,
-    _write_marker,
+    record_in_run,
+    read_run_report as read_run,
     RunConfig,
     check_choice,
     check_common,
@@ -47,23 +46,6 @@ COMMAND = "score-samples"
 AGAINST = ("test", "train")
 #: commands whose training images are thresholded at 1/2
 BINARY_COMMANDS = ("rbm", "autoregressive")
-
-
-def read_run(run_dir: Union[str, Path], command: Optional[str] = None) -> Dict[str, Any]:
-    """The ``report.json`` of a finished run folder (one written by ``pyro-deepgen COMMAND``
-    when ``command`` is given); a one-line ValueError naming ``run (--run)`` otherwise."""
-    path = Path(run_dir) / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise ValueError(f"run (--run) {run_dir} has no readable report.json: pass the folder of a finished "
-                         "pyro-deepgen run") from None
-    found = report.get("settings", {}).get("command") if isinstance(report, dict) else None
-    if not isinstance(found, str):
-        raise ValueError(f"run (--run) {run_dir}: its report.json names no command (settings.command)")
-    if command is not None and found != command:
-        raise ValueError(f"run (--run) {run_dir} holds a pyro-deepgen {found} run, not {command}")
-    return report
 
 
 def sampler_module(command: str):
@@ -127,10 +109,9 @@ class ScoreSamplesConfig(RunConfig):
 def _register_cache(run_dir: Path, before: set) -> None:
     """List new classifier caches in the scored run's marker, so its --overwrite removes them."""
     new = {p.name for p in run_dir.glob("classifier-*.pt")} - before
-    marker = _read_marker(run_dir.resolve())
-    if new and marker is not None:
+    if new:
         try:
-            _write_marker(run_dir.resolve(), marker.get("command", "?"), list(marker["files"]) + sorted(new))
+            record_in_run(run_dir, *sorted(new))
         except OSError:
             pass
 

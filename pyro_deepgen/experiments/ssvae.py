@@ -43,7 +43,7 @@ from pyro.infer import Trace_ELBO
 
 from ..models import VAE, SSVAE, StackedSSVAE
 from ..models.ssvae import SemiSupervisedLoss
-from ..plotting import _pyplot, image_shape, save_image_grid
+from ..plotting import image_shape, save_confusion, save_image_grid
 from ..train import fit
 from .common import (
     ResumableConfig,
@@ -281,29 +281,6 @@ def table(report: Dict[str, Any], data_name: str) -> str:
     note = ("\nTest error (%), mean (± std) over label draws. The M1+TSVM column of this run is M1 with an RBF SVM, "
             "a stand-in for the transductive SVM.\n")
     return "\n".join(lines) + "\n" + note
-
-
-def save_confusion(pred: torch.Tensor, y: torch.Tensor, path: Path, title: str) -> None:
-    """The confusion matrix (counts; rows the true class) as a titled, labelled heat map."""
-    plt = _pyplot()
-    k = NUM_CLASSES
-    m = torch.bincount(y.cpu() * k + pred.cpu(), minlength=k * k).reshape(k, k).numpy()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    im = ax.imshow(m, cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            if m[i, j]:
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] > m.max() / 2 else "black")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix on the test set\n{title}")
-    fig.colorbar(im, ax=ax, label="test images")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _decoder(net, m1: Optional[VAE]):

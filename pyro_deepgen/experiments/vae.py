@@ -299,9 +299,9 @@ def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "
     decoder means E[x|z] of z ~ p(z) (``mean=False``: Bernoulli draws of x). The VAE is the last
     module of the run's ``checkpoint.pt`` (after a flow guide's)."""
     from ..train import load_checkpoint
-    from .score_samples import read_run
+    from .common import read_run_report
 
-    s = read_run(run_dir, COMMAND)["settings"]
+    s = read_run_report(run_dir, COMMAND)["settings"]
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)["modules"][-1]
     vae = VAE(state["encoder.net.0.weight"].shape[1], s["z_dim"], tuple(s["hidden"]))
     vae.load_state_dict(state)
