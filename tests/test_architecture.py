@@ -23,7 +23,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "nn": set(),
     "data": set(),
     "distributions": {"nn", "plates"},
-    "infer": {"nn", "plates", "distributions"},
+    "infer": {"nn", "plates", "distributions", "distributed"},
     "guides": {"nn", "plates", "distributions", "models"},
     "energy": {"infer", "nn", "plates", "distributions", "train"},
     "models": {"nn", "plates", "distributions", "infer", "energy", "data"},

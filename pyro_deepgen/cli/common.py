@@ -24,6 +24,7 @@ MARKER_FILE = {".pyro-deepgen-run.json": "the marker that claims the folder for 
                                          "files), so that --resume and --overwrite may reuse it"}
 RUN_REPORT = {
     "settings": "the run's settings: every option as a config field, with the command's name",
+    "world_size": "the number of processes that trained it (torchrun --nproc_per_node; 1 without torchrun)",
     "resume_overrides": "Only in a resumed run that changed settings (--resume-override): their names",
 }
 

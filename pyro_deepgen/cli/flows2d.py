@@ -26,6 +26,7 @@ OUTPUTS = {
         "results": "one record per fit: energy, flow, depth, kl and kl_stderr (KL(q||p) in nats), "
                    "neg_elbo, log_z, final_loss, steps, seconds, kl_ratio (KL over the Gaussian's)",
         "settings": RUN_REPORT["settings"],
+        "world_size": RUN_REPORT["world_size"],
     },
 }
 

@@ -38,6 +38,7 @@ OUTPUTS = {
         "command_scored": "the command that wrote the scored run folder",
         "reference_split": "which images the samples were compared with",
         "settings": "the settings of this scoring run",
+        "world_size": "the number of processes that ran it (1 without torchrun)",
     },
 }
 

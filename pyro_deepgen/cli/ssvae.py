@@ -40,6 +40,7 @@ OUTPUTS = {
         "test_error_std": "its standard deviation over the draws",
         "per_draw": "the test error of each draw",
         "settings": "the options of the run",
+        "world_size": "the number of processes that trained it (torchrun --nproc_per_node; 1 without torchrun)",
     },
 }
 

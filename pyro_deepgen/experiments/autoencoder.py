@@ -60,7 +60,7 @@ from .common import (
     prepare_output,
     resume_report,
     settings,
-    write_json,
+    write_report,
     wrote_line,
 )
 
@@ -206,7 +206,7 @@ def run(config: AutoencoderConfig) -> Dict[str, Any]:
     if history is not None:
         report.update(epochs=history.epochs, train_loss=history.loss, **resume_report(history))
     with folder.results() as out:
-        write_json(out / "report.json", report)
+        write_report(out, report)
         write_figures(config, out, filters, x_test, recon, codes, data.y_test, offset, history)
     print_summary(report)
     print(wrote_line(config.out, folder.files))

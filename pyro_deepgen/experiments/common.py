@@ -534,6 +534,14 @@ def write_json(path: Path, data: Dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=default) + "\n")
 
 
+def write_report(folder: Path, report: Dict[str, Any]) -> None:
+    """Write ``report`` as ``folder/report.json`` (see :func:`write_json`), after copying
+    ``settings["world_size"]`` (the number of torchrun processes that trained it, 1 without
+    torchrun) to the top-level key ``world_size`` of ``report`` itself."""
+    report["world_size"] = report["settings"]["world_size"]
+    write_json(Path(folder) / "report.json", report)
+
+
 def read_run_report(run_dir: Union[str, Path], command: Optional[str] = None) -> Dict[str, Any]:
     """The ``report.json`` of a finished run folder (one written by ``pyro-deepgen COMMAND``
     when ``command`` is given); a one-line ValueError naming ``run (--run)`` (the folder option of

@@ -58,7 +58,7 @@ from .common import (
     prepare_output,
     resume_report,
     settings,
-    write_json,
+    write_report,
 )
 
 COMMAND = "diffusion"
@@ -282,7 +282,7 @@ def run(config: DiffusionConfig) -> Dict[str, Any]:
                             row_labels=("test image", "known half", "inpainted"),
                             caption="each column: one test image")
         report["seconds"] = time.time() - start
-        write_json(out / "report.json", report)
+        write_report(out, report)
     print(bound_line(report))
     print(f"results in {config.out}")
     return report

@@ -53,7 +53,7 @@ from .common import (
     check_positive_int,
     prepare_output,
     settings,
-    write_json,
+    write_report,
 )
 
 COMMAND = "flows2d"
@@ -337,7 +337,7 @@ def run(config: Flows2DConfig) -> Dict[str, Any]:
     print(table, end="")
     report = {"settings": settings(config, COMMAND), "results": results_as_dicts(results)}
     with folder.results() as tmp:
-        write_json(tmp / "report.json", report)
+        write_report(tmp, report)
         (tmp / "table.md").write_text(table)
         plot_densities(draws, tmp / "flows2d.png")
     print(f"wrote {config.out}/report.json, table.md, flows2d.png")

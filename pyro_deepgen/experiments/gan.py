@@ -42,7 +42,7 @@ from .common import (
     prepare_output,
     resume_report,
     settings,
-    write_json,
+    write_report,
     wrote_line,
 )
 
@@ -201,7 +201,7 @@ def run(config: GANConfig) -> Dict[str, Any]:
         **resume_report(history),
     }
     with folder.results() as out:
-        write_json(out / "report.json", report)
+        write_report(out, report)
         shape = image_shape(dim)
         save_image_grid(samples, out / "samples.png", shape, ncol=10 if config.conditional else 8,
                         title=f"GAN ({config.loss}) samples x = G(z)",

@@ -45,7 +45,7 @@ from .common import (
     prepare_output,
     resume_report,
     settings,
-    write_json,
+    write_report,
     wrote_line,
 )
 
@@ -212,7 +212,7 @@ def run(config: GSNConfig) -> Dict[str, Any]:
         **resume_report(history),
     }
     with folder.results() as out:
-        write_json(out / "report.json", report)
+        write_report(out, report)
         shape = image_shape(dim)
         save_image_grid(samples, out / "samples.png", shape,
                         title=f"GSN samples (walkback {config.walkback}, {config.noise})",

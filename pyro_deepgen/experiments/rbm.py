@@ -66,6 +66,7 @@ from .common import (
     resume_report,
     settings,
     write_json,
+    write_report,
 )
 
 COMMAND = "rbm"
@@ -297,7 +298,7 @@ def run(config: RBMConfig) -> Dict[str, Any]:
     with folder.results() as out:
         summary.to_csv(out / "chains_summary.csv")
         (out / "chains_summary.txt").write_text(summary.to_string() + "\n")
-        write_json(out / "report.json", report)
+        write_report(out, report)
         torch.save(rbm.state_dict(), out / "rbm.pt")
         write_figures(rbm, history, config.gibbs_steps, out)
     print(summary.to_string())

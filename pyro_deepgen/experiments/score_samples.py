@@ -38,7 +38,7 @@ from .common import (
     check_positive_int,
     prepare_output,
     settings,
-    write_json,
+    write_report,
     wrote_line,
 )
 
@@ -155,7 +155,7 @@ def run(config: ScoreSamplesConfig) -> Dict[str, Any]:
         "settings": settings(config, COMMAND),
     }
     with folder.results() as out:
-        write_json(out / "report.json", report)
+        write_report(out, report)
         save_image_grid(samples[:64], out / "samples.png", image_shape(samples.shape[1]),
                         title=f"{command} samples scored by score-samples",
                         caption=f"{min(64, len(samples))} of the {len(samples)} scored samples")

@@ -57,7 +57,7 @@ from .common import (
     load_data,
     prepare_output,
     settings,
-    write_json,
+    write_report,
     wrote_line,
 )
 
@@ -256,7 +256,7 @@ def run(config: SSVAEConfig) -> Dict[str, Any]:
         "settings": settings(config, COMMAND),
     }
     with folder.results() as out:
-        write_json(out / "report.json", report)
+        write_report(out, report)
         (out / "table.md").write_text(table(report, data.name))
         save_confusion(first[1], y_test, out / "confusion.png", f"{config.model}, {config.labels} labels, draw 0")
         if first[0] is not None:

@@ -53,7 +53,7 @@ from .common import (
     prepare_output,
     resume_report,
     settings,
-    write_json,
+    write_report,
     wrote_line,
 )
 
@@ -229,7 +229,7 @@ def run(config: VAEConfig) -> Dict[str, Any]:
         **resume_report(history),
     )
     with folder.results() as out:
-        write_json(out / "report.json", report)
+        write_report(out, report)
         write_figures(vae, x_test, history, out)
     print_summary(report)
     print(wrote_line(config.out, folder.files))

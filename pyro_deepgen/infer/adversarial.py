@@ -55,6 +55,16 @@ gradient in the discriminator. :meth:`AdversarialLoss.state_dict` holds the disc
 weights, its optimizer and both players' loss histories: ``fit`` checkpoints and resumes both
 players.
 
+**Under torchrun** (a :mod:`torch.distributed` group of :math:`W` ranks, see
+:mod:`pyro_deepgen.distributed`) the discriminator is data-parallel too, as DDP would make it:
+its parameters and buffers start from rank 0's, and after every discriminator backward its
+gradients (and loss) are averaged over the ranks before its optimizer steps
+(:meth:`~pyro_deepgen.distributed.Context.reduce_step` with weight :math:`1/W`; each rank's loss
+is a mean over its share of the chunk, so the average is the loss of the global chunk). Its
+buffers (batch-norm statistics, if any) are rank 0's after each step. Every rank thus holds the
+same discriminator and optimizer state; the generator's gradients are summed by ``fit``. A rank
+that fails inside a discriminator step stops every rank with its error named.
+
 **Conditional GANs** (Mirza & Osindero 2014): with ``batch = (x, y)`` the labels go to the model
 (``model(n, y)``) and to the discriminator (``D(x, y)``).
 
@@ -71,6 +81,8 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
+
+from .. import distributed as _distributed
 
 OBJECTIVES = ("nonsaturating", "minimax", "wgan-gp", "hinge")
 BATCH_MODES = ("argument", "plate")
@@ -178,6 +190,7 @@ class AdversarialLoss:
         #: and of the generator, and the mean discriminator output on real and generated data
         self.history: Dict[str, List[float]] = {"discriminator": [], "generator": [], "d_real": [], "d_fake": []}
         self._steps = 0
+        self._synced = False  # under torchrun: whether the discriminator was given rank 0's state
 
     @property
     def steps(self) -> int:
@@ -230,14 +243,29 @@ class AdversarialLoss:
                            **kwargs) -> Tuple[float, float, float]:
         """One optimizer step of the discriminator on ``real`` against as many fresh samples of
         ``model``; returns its loss and mean outputs (real, generated) before the step."""
-        with torch.no_grad():
-            fake = self.generate(model, real.shape[0], *labels, **kwargs)
-        value, d_real, d_fake = self.discriminator_loss(real, fake, *labels)
+        ctx = _distributed.Context() if _distributed.world_size() > 1 else None
+        if ctx is not None and not self._synced:
+            ctx.broadcast_tensors(list(self.discriminator.parameters()) + list(self.discriminator.buffers()))
+            self._synced = True
         self.optimizer.zero_grad(set_to_none=True)
-        value.backward()
+        try:
+            with torch.no_grad():
+                fake = self.generate(model, real.shape[0], *labels, **kwargs)
+            value, d_real, d_fake = self.discriminator_loss(real, fake, *labels)
+            value.backward()
+            value, d_real, d_fake, error = float(value.detach()), float(d_real), float(d_fake), None
+        except Exception as e:
+            if ctx is None:
+                raise
+            value, d_real, d_fake, error = float("nan"), float("nan"), float("nan"), e
+        if ctx is not None:
+            value = ctx.reduce_step(list(self.discriminator.parameters()), value, 1.0 / ctx.world, error,
+                                    f"the discriminator step {self._steps + 1}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(value.detach()), float(d_real), float(d_fake)
+        if ctx is not None and any(True for _ in self.discriminator.buffers()):
+            ctx.broadcast_tensors(list(self.discriminator.buffers()))
+        return value, d_real, d_fake
 
     def generator_loss(self, model: Callable, num_samples: int, *labels: torch.Tensor, **kwargs) -> torch.Tensor:
         """The generator's loss summed over ``num_samples`` fresh samples, differentiable in the
