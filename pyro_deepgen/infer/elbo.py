@@ -19,8 +19,9 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 from pyro import poutine
 from pyro.infer.elbo import ELBO
-from pyro.infer.util import torch_item
+from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.util import site_is_subsample
+from pyro.util import check_if_enumerated
 
 from .particles import ParticleTraces, draw_particles, guess_max_plate_nesting
 from .score_terms import ParticleTerms, particle_terms
@@ -104,7 +105,10 @@ class ParticleELBO(ELBO):
     ``ValueError("Model and guide shapes disagree at site ...")``; model latents missing from
     the guide warn ``"Found vars in model but not guide"`` (and are then weighted by their prior
     draw, as in Pyro); guide sites missing from the model warn ``"Found non-auxiliary vars in
-    guide but not model"``. Always: a program without any ``pyro.sample`` site raises
+    guide but not model"``; guide sites configured for enumeration warn ``"... you need to use
+    TraceEnum_ELBO instead"`` (Pyro's ``check_if_enumerated``; they are sampled), except in a class that refuses them by
+    name (``refuses_enumerated = True``, e.g. :class:`~pyro_deepgen.infer.TraceIWAE_ELBO`).
+    Always: a program without any ``pyro.sample`` site raises
     ``ValueError("<estimator>: the model and guide have no sample sites ...")``; a user plate
     beyond ``max_plate_nesting`` or batch dims outside every plate raise a ``ValueError``
     naming the user's plate or site and ``max_plate_nesting`` (never the internal particle
@@ -129,6 +133,7 @@ class ParticleELBO(ELBO):
 
     pathwise: bool = True
     num_local_particles: Optional[int] = None
+    refuses_enumerated: bool = False  # True: the class raises on enumerated guide sites itself
 
     def __init__(
         self,
@@ -193,6 +198,8 @@ class ParticleELBO(ELBO):
             prune=prune,
             check_plate_nesting=getattr(self, "_given_max_plate_nesting", self.max_plate_nesting),
         )
+        if is_validation_enabled() and not self.refuses_enumerated:  # Pyro's warning
+            check_if_enumerated(traces.guide)
         if not any(_sample_sites(traces.model)) and not any(_sample_sites(traces.guide)):
             raise ValueError(
                 f"{type(self).__name__}: the model and guide have no sample sites (the program "

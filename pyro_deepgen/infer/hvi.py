@@ -9,13 +9,12 @@ from pyro import poutine
 from pyro.distributions import Distribution
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from pyro.distributions.util import is_identically_zero, scale_and_mask, sum_rightmost
-from pyro.infer.util import MultiFrameTensor, get_plate_stacks
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import warn_if_nan
 from torch.distributions import biject_to, constraints
 
 from .elbo import ParticleELBO
-from .particles import PARTICLE_PLATE
+from .particles import PARTICLE_PLATE, trace_elbo_log_r
 from .util import value_with_surrogate_grad
 
 ReverseModel = Union[str, Callable[..., Tuple[torch.Tensor, torch.Tensor]]]
@@ -70,8 +69,9 @@ def _trace_elbo(model_trace: poutine.Trace, guide_trace: poutine.Trace):
     r"""The ELBO of one vectorized model/guide pair and Pyro's :class:`~pyro.infer.Trace_ELBO`
     surrogate (both summed over particles): the log density of every model site, the entropy
     term of every guide site and, for each guide site that is not fully reparameterized, its
-    (unscaled) score function times the detached :math:`\log p - \log q` of the model's sites
-    summed to the site's plates (``MultiFrameTensor.sum_to``)."""
+    (unscaled) score function times the detached :math:`\log p - \log q`
+    (:func:`~pyro_deepgen.infer.particles.trace_elbo_log_r`: auxiliary guide sites included,
+    as in :class:`~pyro.infer.TraceGraph_ELBO`) summed to the site's plates."""
     elbo = _log_prob_sum(model_trace)
     surrogate = elbo
     log_r = None
@@ -88,14 +88,7 @@ def _trace_elbo(model_trace: poutine.Trace, guide_trace: poutine.Trace):
             surrogate = surrogate - parts.entropy_term.sum()
         if not is_identically_zero(parts.score_function):
             if log_r is None:
-                log_r = MultiFrameTensor()
-                stacks = get_plate_stacks(model_trace)
-                for name, m in model_trace.nodes.items():
-                    if m["type"] == "sample":
-                        term = m["log_prob"]
-                        if not m["is_observed"]:
-                            term = term - guide_trace.nodes[name]["log_prob"]
-                        log_r.add((stacks[name], term.detach()))
+                log_r = trace_elbo_log_r(model_trace, guide_trace)
             cost = log_r.sum_to(site["cond_indep_stack"])
             surrogate = surrogate + (cost * parts.score_function).sum()
     return elbo, surrogate

@@ -146,6 +146,8 @@ class TraceIWAE_ELBO(ParticleELBO):
     *Tighter Variational Bounds are Not Necessarily Better*, arXiv:1802.04537.
     """
 
+    refuses_enumerated = True  # a guide-enumerated site is a ValueError (see _non_reparameterized_sites)
+
     def __init__(
         self,
         num_particles: int = 2,

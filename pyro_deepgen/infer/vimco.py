@@ -125,7 +125,7 @@ class TraceVIMCO_ELBO(ParticleELBO):
         """The negative bound :math:`-\\mathcal L_k`, with VIMCO's surrogate gradient."""
         terms = self._terms(model, guide, args, kwargs)
         k = self.num_particles
-        zero = terms.model[0].log_prob.new_zeros(k, 1)
+        zero = (terms.model or terms.guide)[0].log_prob.new_zeros(k, 1)
         log_w = {True: zero, False: zero}  # local (k, N) / global (k, 1), unscaled
         score = {True: zero, False: zero}
         for t, sign in [(t, 1.0) for t in terms.model] + [(t, -1.0) for t in terms.guide]:

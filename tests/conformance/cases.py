@@ -50,7 +50,7 @@ class Expect(NamedTuple):
     kind:
 
     * ``"equal"``: value and every parameter's gradient equal ``reference``'s
-      (``"Trace_ELBO"`` or ``"TraceIWAE_ELBO(2)"``) at the same seed, rel. 1e-9 (float64);
+      (``"Trace_ELBO"``, ``"TraceGraph_ELBO"`` or ``"TraceIWAE_ELBO(2)"``) at the same seed, rel. 1e-9 (float64);
     * ``"value"``: the value equals ``Trace_ELBO``'s at the same seed and the model
       parameters' (``theta*``) gradients equal it; the guide's gradient is the estimator's own
       (path derivative, score function or wake-sleep update) and must be finite;
@@ -84,6 +84,7 @@ EQUAL = Expect("equal")
 VALUE = Expect("value")
 RUNS = Expect("runs")
 IWAE2 = Expect("equal", reference="TraceIWAE_ELBO(2)")
+GRAPH = Expect("equal", reference="TraceGraph_ELBO")
 
 NOT_DIFFUSION = Expect("refuse", error=TypeError, match="DiffusionELBO needs model=diffusion.model")
 NEEDS_RSAMPLE = Expect("refuse", error=ValueError, match="guide site 'z' (NonreparameterizedNormal) has no rsample")
@@ -131,6 +132,8 @@ def site_outside_data(site: str) -> Dict[str, Expect]:
 OVERRIDES: Dict[str, Dict[str, Expect]] = {
     "no_plate": ONE_DATA_POINT,
     "sequential_plate": ONE_DATA_POINT,
+    # per-data-point weights need the data plate by name (plate_name=... names it)
+    "other_plate_name": {c: NEEDS_DATA_PLATE for c in ("iwae", "stl", "dreg", "vimco", "rws", "ws")},
     "dynamic_sites": ONE_DATA_POINT,
     "subsampled": {"ws": Expect("refuse", error=ValueError, match="sleep_args")},
     "global_latent": site_outside_data("g"),
@@ -156,6 +159,17 @@ OVERRIDES: Dict[str, Dict[str, Expect]] = {
         "vimco": Expect("unbiased", samples=20000),
         "score_function": Expect("unbiased", samples=20000),
         "hvi2": HVI_NEEDS_CONTINUOUS,
+    },
+    # Pyro's Trace_ELBO leaves the auxiliary site out of c's score-function cost (biased);
+    # TraceGraph_ELBO keeps it, as every estimator here does
+    "auxiliary_site": {
+        "iwae": GRAPH,
+        "score_function": GRAPH,
+        "hvi0": GRAPH,
+        "stl": Expect("refuse", error=ValueError, match="guide site 'c' (Bernoulli) has no rsample"),
+        "dreg": Expect("refuse", error=ValueError, match="guide site 'c' (Bernoulli) has no rsample"),
+        "hvi2": HVI_NEEDS_CONTINUOUS,
+        "ws": Expect("refuse", error=ValueError, match="guide site 'a' does not appear in the model"),
     },
     "missing_in_guide": {
         **{c: WARN_GUIDE for c in PARTICLES},

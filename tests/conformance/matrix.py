@@ -32,7 +32,7 @@ def _cell(expect: Expect, notes) -> str:
     if expect.kind in ("refuse", "warn"):
         text = notes[(expect.kind, expect.error.__name__, expect.match, expect.forbid, expect.pyro)]
     elif expect.kind == "equal" and expect.reference != "Trace_ELBO":
-        text = "=k2"
+        text = "=g" if expect.reference == "TraceGraph_ELBO" else "=k2"
     else:
         text = SYMBOL[expect.kind]
     return text + (" †" if expect.pending else "")

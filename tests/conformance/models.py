@@ -72,6 +72,18 @@ def one_plate_guide(x):
         pyro.sample("z", dist.Normal(_tile(loc, len(x)), scale))
 
 
+def other_plate_model(x):  # one vectorized plate, not named "data"
+    with pyro.plate("obs", len(x)):
+        z = pyro.sample("z", dist.Normal(pyro.param("theta", _t(0.2)), 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def other_plate_guide(x):
+    loc = pyro.param("phi_loc", _t([0.1, -0.4, 0.3]))
+    with pyro.plate("obs", len(x)):
+        pyro.sample("z", dist.Normal(loc, 0.8))
+
+
 def nested_model(x):  # x: (3 data points, 2 features)
     theta = pyro.param("theta", _t(0.2))
     with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("feature", x.shape[1], dim=-1):
@@ -272,6 +284,13 @@ def _discrete_exact(k: int):
     return {"theta": g[0], "phi": g[1]}
 
 
+def auxiliary_guide(x):  # a guide-only site whose entropy depends on the discrete site
+    phi = pyro.param("phi", _t([0.5, -0.3, 0.2]))
+    with pyro.plate("data", len(x)):
+        c = pyro.sample("c", dist.Bernoulli(logits=_tile(phi, len(x))))
+        pyro.sample("a", dist.Normal(0.0, torch.exp(1.5 * c)), infer={"is_auxiliary": True})
+
+
 # -- shapes -----------------------------------------------------------------------------------
 def event_dim_model(x):  # x: (3, 2), the last dim an event
     theta = pyro.param("theta", _t(0.2))
@@ -409,6 +428,8 @@ SHAPES = [
           no_plate_guide, lambda: (_t(0.7),)),
     Shape("one_plate", "plates", "one vectorized ``data`` plate", one_plate_model,
           one_plate_guide, _x3),
+    Shape("other_plate_name", "plates", "one vectorized plate named ``obs``, none named ``data``",
+          other_plate_model, other_plate_guide, _x3),
     Shape("nested_plates", "plates", "``data`` (dim -2) around ``feature`` (dim -1)",
           nested_model, nested_guide, lambda: (_t([[0.3, 1.0], [-1.2, 0.1], [0.8, -0.5]]),)),
     Shape("sequential_plate", "plates", "``for i in pyro.plate('data', 3)``",
@@ -429,6 +450,8 @@ SHAPES = [
           nonreparam_model, nonreparam_guide, _x3, _nonreparam_exact, _rep),
     Shape("discrete", "sites", "a Bernoulli latent sampled by the guide", discrete_model,
           discrete_guide, _x3, _discrete_exact, _rep),
+    Shape("auxiliary_site", "sites", "an auxiliary guide-only site ``a`` whose entropy depends on "
+          "the Bernoulli ``c``", discrete_model, auxiliary_guide, _x3),
     Shape("param_event_dim", "shapes", "``pyro.param(..., event_dim=1)`` inside ``data``",
           event_dim_model, event_dim_guide, lambda: (_t([[0.3, 1.0], [-1.2, 0.1], [0.8, -0.5]]),)),
     Shape("dynamic_sites", "shapes", "one site per observation, 2 then 3 in two calls",

@@ -8,7 +8,7 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.infer import Trace_ELBO, TraceGraph_ELBO
 
 from pyro_deepgen.infer import TraceIWAE_ELBO
 
@@ -95,8 +95,8 @@ def check_cell(shape_name: str, column: str, expect: Expect) -> None:
     if expect.kind == "n/a":
         pytest.skip(expect.why)
     if expect.kind in ("equal", "value"):
-        reference = Trace_ELBO if expect.reference == "Trace_ELBO" else (
-            lambda: TraceIWAE_ELBO(num_particles=2))
+        reference = {"Trace_ELBO": Trace_ELBO, "TraceGraph_ELBO": TraceGraph_ELBO,
+                     "TraceIWAE_ELBO(2)": lambda: TraceIWAE_ELBO(num_particles=2)}[expect.reference]
         _check_equal(make, reference, shape, model_only=expect.kind == "value")
     elif expect.kind == "unbiased":
         _check_unbiased(make, shape, expect, getattr(make(), "num_particles", 1))
@@ -148,6 +148,8 @@ def test_the_checks_have_power():
     with pytest.raises(AssertionError):
         _check_equal(lambda: TraceScoreFunction_ELBO(1, control_variate=None), Trace_ELBO,
                      SHAPE["one_plate"])
+    with pytest.raises(AssertionError):  # Pyro's Trace_ELBO drops the auxiliary site's cost
+        _check_equal(Trace_ELBO, TraceGraph_ELBO, SHAPE["auxiliary_site"])
     with pytest.raises(AssertionError):
         _check_unbiased(lambda: TraceIWAE_ELBO(num_particles=1), SHAPE["discrete"],
                         Expect("unbiased", samples=20000), k=2)

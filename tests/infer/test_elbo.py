@@ -431,3 +431,34 @@ def test_one_particle_adds_no_particle_dim(make):
     assert draw_particles(model, guide, (x,), {}, 2, 1).guide.nodes["z"]["value"].shape == (
         2, len(x)
     )
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TraceHVI_ELBO(num_steps=0),
+    lambda: TraceScoreFunction_ELBO(num_particles=2), lambda: TraceVIMCO_ELBO(num_particles=2),
+])
+def test_enumerated_guide_site_warns_as_pyro(make):
+    """A guide site configured for enumeration gives Pyro's check_if_enumerated warning (the
+    estimators sample it; Trace_ELBO warns the same); TraceIWAE_ELBO refuses it by name."""
+    def model():
+        pyro.sample("c", dist.Bernoulli(0.3))
+
+    def guide():
+        pyro.sample("c", dist.Bernoulli(0.4), infer={"enumerate": "parallel"})
+
+    for elbo in (make(), Trace_ELBO()):
+        with pytest.warns(UserWarning, match="you need to use TraceEnum_ELBO"):
+            elbo.loss(model, guide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="guide site 'c' is enumerated"):
+            TraceIWAE_ELBO(num_particles=1).loss(model, guide)
+
+
+def test_vimco_guide_with_only_a_factor():
+    """A guide holding only pyro.factor (Pyro's test_factor_in_guide_ok) is a zero loss, not
+    an IndexError."""
+    def guide():
+        pyro.factor("f", torch.tensor(0.0), has_rsample=True)
+
+    assert TraceVIMCO_ELBO(num_particles=4).loss(lambda: None, guide) == 0.0
