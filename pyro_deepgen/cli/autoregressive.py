@@ -6,7 +6,7 @@ checkpoint.pt, samples.png and loss.png to --out.
 """
 import argparse
 
-from ..experiments.autoregressive import MODELS, AutoregressiveConfig
+from ..experiments.autoregressive import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_PATIENCE, MODELS, AutoregressiveConfig
 from ..experiments.autoregressive import run as run_experiment
 from .common import (
     MARKER_FILE,
@@ -38,6 +38,7 @@ OUTPUTS = {
         "val_log_likelihood": "log p(x) per validation image (the held-out part of the training set)",
         "train_log_likelihood": "log p(x) per training image",
         "num_parameters": "the model's parameter count",
+        "lr": "the Adam step size used (--lr or the model's default)",
         "epochs": "epochs trained",
         "best_epoch": "the epoch of the kept (best validation) parameters",
         "stopped_early": "whether --patience stopped training",
@@ -63,12 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orderings", type=positive_int, default=1, metavar="K",
                         help="made only: 1 is one fixed mask; K trains over K orderings and masks and "
                              "averages the K at test time (default 1)")
-    parser.add_argument("--epochs", type=positive_int, default=100, help="the most epochs (default 100)")
-    parser.add_argument("--patience", type=positive_int, default=5,
-                        help="stop after this many epochs without a better validation NLL (default 5)")
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS,
+                        help=f"the most epochs (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--patience", type=positive_int, default=DEFAULT_PATIENCE,
+                        help="stop after this many epochs without a better validation NLL "
+                             f"(default {DEFAULT_PATIENCE})")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="default 100")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, metavar="LR",
-                        help="Adam step size, finite and > 0 (default 1e-3)")
+    parser.add_argument("--lr", type=positive_float, default=None, metavar="LR",
+                        help="Adam step size, finite and > 0 (default: "
+                             + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     add_common_arguments(parser, out_default="runs/autoregressive")
 
 

@@ -8,8 +8,9 @@ from pyro.distributions.transforms import (
     ConditionalAffineAutoregressive as _PyroConditionalAffineAutoregressive,
 )
 from pyro.distributions.transforms.utils import clamp_preserve_gradients
-from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
+from torch.nn import functional as F
 
+from ...nn.masks import made_degrees, made_masks
 from .family import FlowFamily
 from .permutation import permutation as _permutation
 from .pyro_module import DropCacheOnPickle
@@ -104,6 +105,61 @@ class ConditionalAffineAutoregressive(_PyroConditionalAffineAutoregressive):
         return AffineAutoregressive(cond_nn, **self.kwargs)
 
 
+class MADEConditioner(torch.nn.Module):
+    r"""The MADE network behind :class:`AffineAutoregressive`: a ReLU MLP whose weights are
+    multiplied by the masks of :func:`~pyro_deepgen.nn.masks.made_masks` (the same utility as
+    :class:`~pyro_deepgen.distributions.MADE`), with ``param_dims`` outputs per coordinate,
+
+    .. math:: h^l = \mathrm{relu}\big((W^l \odot M^l) h^{l-1} + b^l\big), \qquad
+              (\mu, s) = (W^{\mathrm{out}} \odot M^{\mathrm{out}}) h^L + b^{\mathrm{out}},
+
+    so output :math:`i` of each parameter depends only on the coordinates before :math:`i` in
+    ``permutation``. The hidden degrees are spread cyclically (deterministic; Pyro draws them at
+    random), and any widths work, narrower than ``input_dim`` included, where
+    ``pyro.nn.AutoRegressiveNN`` raises a ``ValueError``. With ``context_dim`` the context
+    enters the first hidden layer through an unmasked linear map (every unit may see it).
+
+    ``forward(x, context=None)`` returns the tuple of ``len(param_dims)`` tensors of shape
+    ``x.shape`` (``(mean, log_scale)`` by default), the interface of Pyro's
+    ``AutoRegressiveNN`` that Pyro's ``AffineAutoregressive`` calls.
+
+    **Reference**: M. Germain, K. Gregor, I. Murray, H. Larochelle, *MADE: Masked Autoencoder for
+    Distribution Estimation*, arXiv:1502.03509.
+    """
+
+    def __init__(self, input_dim: int, hidden_dims: Sequence[int], permutation: Optional[torch.Tensor] = None,
+                 context_dim: Optional[int] = None, param_dims: Sequence[int] = (1, 1)) -> None:
+        super().__init__()
+        self.input_dim, self.param_dims = int(input_dim), tuple(int(p) for p in param_dims)
+        permutation = torch.arange(input_dim) if permutation is None else torch.as_tensor(permutation).long()
+        if not torch.equal(permutation.sort().values, torch.arange(input_dim)):
+            raise ValueError(f"permutation must be a permutation of range(input_dim) = range({input_dim})")
+        self.register_buffer("permutation", permutation)
+        degrees = permutation.argsort() + 1
+        masks = made_masks(degrees, made_degrees(degrees, hidden_dims))
+        masks[-1] = masks[-1].repeat(sum(self.param_dims), 1)
+        sizes = (input_dim,) + tuple(hidden_dims) + (sum(self.param_dims) * input_dim,)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        for i, mask in enumerate(masks):
+            self.register_buffer(f"mask{i}", mask)
+        self.context_net = None if context_dim is None else torch.nn.Linear(context_dim, hidden_dims[0])
+
+    def get_permutation(self) -> torch.Tensor:
+        return self.permutation
+
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None):
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = F.linear(h, layer.weight * getattr(self, f"mask{i}"), layer.bias)
+            if i == 0 and context is not None:
+                h = h + self.context_net(context)
+            if i < len(self.layers) - 1:
+                h = F.relu(h)
+        h = h.reshape(h.shape[:-1] + (sum(self.param_dims), self.input_dim))
+        out = tuple(p.squeeze(-2) if p.shape[-2] == 1 else p for p in h.split(self.param_dims, dim=-2))
+        return out[0] if len(out) == 1 else out
+
+
 def _hidden(input_dim, hidden_dims):
     if input_dim < 2:
         raise ValueError(f"IAF needs input_dim >= 2, got {input_dim}")
@@ -119,17 +175,14 @@ def affine_autoregressive(
     permutation: Optional[torch.Tensor] = None,
     **kwargs,
 ) -> AffineAutoregressive:
-    """An :class:`AffineAutoregressive` layer on a :class:`~pyro.nn.AutoRegressiveNN`.
+    """An :class:`AffineAutoregressive` layer on a :class:`MADEConditioner`.
 
     :param hidden_dims: MADE hidden sizes, default ``[10 * input_dim]``.
     :param permutation: the autoregressive order, default the identity (mix orders between
         layers with :class:`~pyro_deepgen.distributions.transforms.Permutation`).
     """
     order = torch.arange(input_dim) if permutation is None else permutation
-    arn = AutoRegressiveNN(
-        input_dim, _hidden(input_dim, hidden_dims), permutation=order,
-        nonlinearity=torch.nn.ReLU(),  # Pyro's default ReLU() instance is shared by all networks
-    )
+    arn = MADEConditioner(input_dim, _hidden(input_dim, hidden_dims), permutation=order)
     return AffineAutoregressive(arn, **kwargs)
 
 
@@ -140,14 +193,11 @@ def conditional_affine_autoregressive(
     permutation: Optional[torch.Tensor] = None,
     **kwargs,
 ) -> ConditionalAffineAutoregressive:
-    """A :class:`ConditionalAffineAutoregressive` on a
-    :class:`~pyro.nn.ConditionalAutoRegressiveNN` (same defaults as
-    :func:`affine_autoregressive`)."""
+    """A :class:`ConditionalAffineAutoregressive` on a :class:`MADEConditioner` with
+    ``context_dim`` (same defaults as :func:`affine_autoregressive`)."""
     order = torch.arange(input_dim) if permutation is None else permutation
     hidden_dims = _hidden(input_dim, hidden_dims)
-    arn = ConditionalAutoRegressiveNN(
-        input_dim, context_dim, hidden_dims, permutation=order, nonlinearity=torch.nn.ReLU()
-    )
+    arn = MADEConditioner(input_dim, hidden_dims, permutation=order, context_dim=context_dim)
     return ConditionalAffineAutoregressive(arn, **kwargs)
 
 
