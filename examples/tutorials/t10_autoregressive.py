@@ -1,0 +1,60 @@
+r"""
+Autoregressive models: NADE and MADE
+====================================
+
+An autoregressive model factorizes the density exactly, for an ordering :math:`o`,
+
+.. math::
+
+    p(x) = \prod_{i=1}^D p(x_{o_i}\mid x_{o_{<i}}),\qquad
+    p(x_d = 1\mid x_{<d}) = \sigma(\ell_d(x_{<d})),
+
+so :math:`\log p(x)` is exact: no bound, no importance sampling. NADE (Larochelle & Murray
+2011) shares one hidden layer across the conditionals, :math:`h_d = \sigma(c + W_{:,<d}x_{<d})`;
+MADE (Germain et al. 2015) masks the weights of an ordinary MLP so that output :math:`d` sees
+only :math:`x_{<d}`, and can train over several orderings (mask ensembles). The page calls the
+experiment behind ``pyro-deepgen autoregressive``
+(:func:`pyro_deepgen.experiments.autoregressive.run`): early stopping on a validation split,
+test negative log-likelihood in nats.
+"""
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from pyro_deepgen.experiments.autoregressive import AutoregressiveConfig, run
+
+torch.set_num_threads(2)
+out = Path(tempfile.mkdtemp())
+
+
+def show(path, title):
+    """Show a figure that the experiment wrote (a PNG) on this page."""
+    image = plt.imread(str(path))
+    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+    ax.imshow(image)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+for name, config in {
+    "NADE": AutoregressiveConfig(model="nade", hidden=(64,), epochs=30, out=out / "nade", progress=False),
+    "MADE": AutoregressiveConfig(model="made", hidden=(128,), epochs=30, out=out / "made", progress=False),
+}.items():
+    print(name)
+    run(config)  # prints its summary; returns the report written to report.json
+
+show(out / "made" / "samples.png", "MADE samples")
+show(out / "made" / "loss.png", "MADE: training and validation loss")
+
+# %%
+# At full size
+# ------------
+# :doc:`/autoregressive` has no full MNIST measurement yet. A partial one: NADE (500 hidden
+# units) on ``mnist-5k``, stopped after 16 epochs (489 s on a 2-core CPU), had a validation
+# negative log-likelihood of 111.7 nats, still falling, short of the issue's target of 100 and
+# of the published 88.33 (MADE with 32 masks: 86.64; as quoted there). The commands::
+#
+#     pyro-deepgen autoregressive --model nade --data mnist --data-root DIR
+#     pyro-deepgen autoregressive --model made --orderings 8 --data mnist --data-root DIR

@@ -1,0 +1,59 @@
+r"""
+A GAN, and scoring its samples
+==============================
+
+A generator :math:`x = G_\theta(z)`, :math:`z\sim\mathcal N(0, I)`, written as a Pyro model,
+plays against a discriminator :math:`D_\psi` (Goodfellow et al. 2014):
+
+.. math::
+
+    \min_\theta\max_\psi\ \mathbb E_{x\sim p_{\text{data}}}\log D_\psi(x)
+        + \mathbb E_{z}\log\big(1 - D_\psi(G_\theta(z))\big),
+
+with the non-saturating generator loss :math:`-\mathbb E_z\log D_\psi(G_\theta(z))`. A GAN has
+no likelihood, so its samples are scored: the Fréchet distance between Gaussian fits of
+classifier features of samples and test images,
+:math:`\lVert\mu_1-\mu_2\rVert^2 + \mathrm{tr}\big(\Sigma_1+\Sigma_2-2(\Sigma_1\Sigma_2)^{1/2}\big)`,
+the share of each class among the samples (coverage), and an MMD two-sample test. The page
+calls the experiments behind ``pyro-deepgen gan`` and ``pyro-deepgen score-samples``.
+"""
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from pyro_deepgen.experiments import gan, score_samples
+
+torch.set_num_threads(2)
+out = Path(tempfile.mkdtemp())
+
+
+def show(path, title):
+    """Show a figure that the experiment wrote (a PNG) on this page."""
+    image = plt.imread(str(path))
+    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+    ax.imshow(image)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+gan.run(gan.GANConfig(epochs=50, hidden=(128, 128), out=out / "gan", progress=False))
+show(out / "gan" / "samples.png", "GAN samples after 50 epochs")
+
+# %%
+# Scoring the samples offline
+# ---------------------------
+score_samples.run(score_samples.ScoreSamplesConfig(
+    run=out / "gan", num_samples=300, num_permutations=100, classifier_epochs=3, out=out / "scores",
+    progress=False))
+
+# %%
+# At full size
+# ------------
+# On ``mnist-5k`` after 100 epochs the GAN's Fréchet distance was 87.4 against the VAE's 129
+# (target met), but it covers only 6 of the 10 classes at 5 % or more (target missed: a partial
+# mode collapse onto 1s and 7s; :doc:`/implicit`)::
+#
+#     pyro-deepgen gan --data mnist --data-root DIR --epochs 100
+#     pyro-deepgen score-samples --run runs/gan --data-root DIR

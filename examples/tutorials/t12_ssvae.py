@@ -1,0 +1,50 @@
+r"""
+Semi-supervised VAE (M2) and analogies
+======================================
+
+Kingma et al. (2014) add the label :math:`y` as a latent variable,
+:math:`p_\theta(x, y, z) = p(y)\,p(z)\,p_\theta(x\mid y, z)`, with the guide
+:math:`q_\phi(y\mid x)\,q_\phi(z\mid x, y)`. Labelled pairs contribute the ELBO
+:math:`\mathcal L(x, y)`, unlabelled images the bound with :math:`y` summed out,
+
+.. math::
+
+    \mathcal U(x) = \sum_y q_\phi(y\mid x)\,\mathcal L(x, y) + \mathcal H\big(q_\phi(y\mid x)\big),
+
+and the classifier gets the extra term :math:`\alpha\,\mathbb E\log q_\phi(y\mid x)` on the
+labelled pairs. Fixing a test image's :math:`z` and changing :math:`y` gives *analogies*: the
+same style, every digit. The page calls the experiment behind ``pyro-deepgen ssvae``.
+"""
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from pyro_deepgen.experiments.ssvae import SSVAEConfig, run
+
+torch.set_num_threads(2)
+out = Path(tempfile.mkdtemp())
+
+
+def show(path, title):
+    """Show a figure that the experiment wrote (a PNG) on this page."""
+    image = plt.imread(str(path))
+    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+    ax.imshow(image)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+run(SSVAEConfig(model="m2", labels=100, label_draws=1, z_dim=8, hidden=(128,), epochs=8,
+                out=out / "m2", progress=False))
+show(out / "m2" / "analogies.png", "analogies: a test digit's z decoded with every label")
+
+# %%
+# At full size
+# ------------
+# On ``mnist-5k`` with 100 labels (50 epochs, one draw; 2-core CPU) M2 reached 28.2 % test error
+# and M1+M2 23.6 %, missing the targets of 20 % and 12 % and the paper's 11.97 % and 3.33 %
+# on full MNIST (:doc:`/ssvae`)::
+#
+#     pyro-deepgen ssvae --data mnist --data-root DIR --model m1m2 --labels 100 --epochs 50
