@@ -8,7 +8,8 @@ sys.path.insert(0, os.path.abspath("_ext"))  # local extensions: reexports, cli_
 project = "pyro_deepgen"
 author = "pyro_deepgen developers"
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.mathjax", "sphinx.ext.napoleon", "sphinx.ext.viewcode",
-              "sphinx.ext.intersphinx", "sphinx_gallery.gen_gallery", "reexports", "cli_reference"]
+              "sphinx.ext.intersphinx", "sphinx_gallery.gen_gallery", "matplotlib.sphinxext.plot_directive",
+              "reexports", "cli_reference"]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_mock_imports = []
@@ -88,3 +89,8 @@ if not ONLINE:
 nitpick_ignore = [("py:class", name) for name in (
     "int", "float", "bool", "str", "bytes", "dict", "list", "tuple", "set", "object", "callable", "None",
     "optional", "function", "iterable", "sequence", "type", "string", "ExpandedDistribution")]
+
+# The plot directive (MADE connectivity in autoregressive.rst): PNG only, no source links.
+plot_formats = [("png", 100)]
+plot_html_show_source_link = False
+plot_html_show_formats = False
