@@ -4,10 +4,12 @@ players' losses of a GAN and a confusion matrix.
 
 Every figure has a title and labelled axes (an image grid: a caption under it, and column or
 row labels where they say what each column or row is); every function saves a PNG and returns
-the closed :class:`matplotlib.figure.Figure`, so that its texts can be checked."""
+the closed :class:`matplotlib.figure.Figure`, so that its texts can be checked. The one
+exception, :func:`show_png`, draws a PNG that a run wrote on an open figure, for notebooks and
+the tutorials."""
 import math
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -276,4 +278,17 @@ def save_confusion(pred: torch.Tensor, y: torch.Tensor, path: Path, title: str, 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
+
+
+def show_png(path: Union[str, Path], title: str = "", width: float = 6.0):
+    """Draw a PNG that a run wrote (e.g. ``samples.png``) on a new matplotlib figure, titled and
+    without axes, at ``width`` inches and the image's aspect ratio; returns the figure (the
+    tutorials use it to put a run's figures on their page)."""
+    plt = _pyplot()
+    image = plt.imread(str(path))
+    fig, ax = plt.subplots(figsize=(width, width * image.shape[0] / image.shape[1]))
+    ax.imshow(image)
+    ax.set_title(title)
+    ax.axis("off")
     return fig

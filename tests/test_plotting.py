@@ -10,6 +10,7 @@ from pyro_deepgen.plotting import (
     save_image_grid,
     save_loss_curve,
     save_manifold,
+    show_png,
 )
 
 
@@ -102,3 +103,17 @@ def test_flow_densities(tmp_path):
     _check_titled_and_labelled(fig, tmp_path / "flows.png")
     assert [ax.get_title() for ax in fig.axes] == ["exp(-U)", "planar K=2", "nice K=2"]
     assert fig.axes[0].get_ylabel().startswith("U1")
+
+
+def test_show_png_draws_the_written_image_at_its_aspect_ratio(tmp_path):
+    path = tmp_path / "grid.png"
+    save_image_grid(torch.rand(6, 64), path, (8, 8), title="t", caption="c")
+    fig = show_png(path, "a run's samples", width=4.0)
+    image = fig.axes[0].get_images()[0].get_array()
+    width, height = fig.get_size_inches()
+    assert fig.axes[0].get_title() == "a run's samples"
+    assert width == 4.0 and height == pytest.approx(4.0 * image.shape[0] / image.shape[1])
+    assert not fig.axes[0].axison
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

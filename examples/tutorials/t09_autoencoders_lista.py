@@ -23,35 +23,26 @@ report.
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 from pyro_deepgen.experiments.autoencoder import AutoencoderConfig, run
+from pyro_deepgen.plotting import show_png
 
 torch.set_num_threads(2)
 out = Path(tempfile.mkdtemp())
-
-
-def show(path, title):
-    """Show a figure that the experiment wrote (a PNG) on this page."""
-    image = plt.imread(str(path))
-    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
-    ax.imshow(image)
-    ax.set_title(title)
-    ax.axis("off")
 
 
 # %%
 # The PCA limit
 # -------------
 run(AutoencoderConfig(kind="linear", epochs=300, out=out / "linear", progress=False))
-show(out / "linear" / "filters.png", "linear autoencoder, 10 units: its filters")
+show_png(out / "linear" / "filters.png", "linear autoencoder, 10 units: its filters")
 
 # %%
 # LISTA
 # -----
 run(AutoencoderConfig(kind="lista", layers=3, epochs=10, out=out / "lista", progress=False))
-show(out / "lista" / "reconstructions.png", "LISTA (T = 3): test digits and reconstructions")
+show_png(out / "lista" / "reconstructions.png", "LISTA (T = 3): test digits and reconstructions")
 
 # %%
 # At full size

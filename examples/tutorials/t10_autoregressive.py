@@ -20,22 +20,13 @@ test negative log-likelihood in nats.
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 from pyro_deepgen.experiments.autoregressive import AutoregressiveConfig, run
+from pyro_deepgen.plotting import show_png
 
 torch.set_num_threads(2)
 out = Path(tempfile.mkdtemp())
-
-
-def show(path, title):
-    """Show a figure that the experiment wrote (a PNG) on this page."""
-    image = plt.imread(str(path))
-    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
-    ax.imshow(image)
-    ax.set_title(title)
-    ax.axis("off")
 
 
 for name, config in {
@@ -45,8 +36,8 @@ for name, config in {
     print(name)
     run(config)  # prints its summary; returns the report written to report.json
 
-show(out / "made" / "samples.png", "MADE samples")
-show(out / "made" / "loss.png", "MADE: training and validation loss")
+show_png(out / "made" / "samples.png", "MADE samples")
+show_png(out / "made" / "loss.png", "MADE: training and validation loss")
 
 # %%
 # At full size

@@ -20,26 +20,17 @@ calls the experiments behind ``pyro-deepgen gan`` and ``pyro-deepgen score-sampl
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 from pyro_deepgen.experiments import gan, score_samples
+from pyro_deepgen.plotting import show_png
 
 torch.set_num_threads(2)
 out = Path(tempfile.mkdtemp())
 
 
-def show(path, title):
-    """Show a figure that the experiment wrote (a PNG) on this page."""
-    image = plt.imread(str(path))
-    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
-    ax.imshow(image)
-    ax.set_title(title)
-    ax.axis("off")
-
-
 gan.run(gan.GANConfig(epochs=50, hidden=(128, 128), out=out / "gan", progress=False))
-show(out / "gan" / "samples.png", "GAN samples after 50 epochs")
+show_png(out / "gan" / "samples.png", "GAN samples after 50 epochs")
 
 # %%
 # Scoring the samples offline

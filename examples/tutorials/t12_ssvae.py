@@ -18,27 +18,18 @@ same style, every digit. The page calls the experiment behind ``pyro-deepgen ssv
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 from pyro_deepgen.experiments.ssvae import SSVAEConfig, run
+from pyro_deepgen.plotting import show_png
 
 torch.set_num_threads(2)
 out = Path(tempfile.mkdtemp())
 
 
-def show(path, title):
-    """Show a figure that the experiment wrote (a PNG) on this page."""
-    image = plt.imread(str(path))
-    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
-    ax.imshow(image)
-    ax.set_title(title)
-    ax.axis("off")
-
-
 run(SSVAEConfig(model="m2", labels=100, label_draws=1, z_dim=8, hidden=(128,), epochs=8,
                 out=out / "m2", progress=False))
-show(out / "m2" / "analogies.png", "analogies: a test digit's z decoded with every label")
+show_png(out / "m2" / "analogies.png", "analogies: a test digit's z decoded with every label")
 
 # %%
 # At full size
