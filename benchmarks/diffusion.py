@@ -9,8 +9,14 @@
    the Gaussian VAE is trained on uniformly dequantized images (k + u) / 17 and
    log P(k) >= E_u log p((k + u) / 17) - 64 log 17 (Theis et al. 2016) turns its density into a
    bound on the same discrete log-probability.
+4. Sampling time against steps (``--sampling-only`` runs just this): ancestral sampling (T steps)
+   and DDIM (S steps) of the GaussianDiffusion, DDIM and the probability-flow ODE (RK4, 4 network
+   calls a step) of a VariationalDiffusion with the same U-Net, each against a hand-written
+   PyTorch loop doing the same arithmetic in the same process (untrained networks: the time
+   does not depend on the weights); the ratio is ours / hand-written.
 
     python benchmarks/diffusion.py --quick
+    python benchmarks/diffusion.py --sampling-only
     python benchmarks/diffusion.py --out results/bench_diffusion
 """
 import argparse
@@ -30,6 +36,7 @@ from pyro_deepgen.data import load_train_test  # noqa: E402
 from pyro_deepgen.evaluate import log_likelihood  # noqa: E402
 from pyro_deepgen.infer import DiffusionELBO  # noqa: E402
 from pyro_deepgen.models import VAE, GaussianDiffusion  # noqa: E402
+from pyro_deepgen.models.diffusion_samplers import ddim_sample, ddim_timesteps, ode_sample  # noqa: E402
 from pyro_deepgen.nn import UNet  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
 
@@ -82,6 +89,107 @@ def speed(args, x_train):
     }
 
 
+def _hand_ancestral(d, n):
+    """The ancestral chain of a v-predicting, learned-range GaussianDiffusion with clipping, by hand."""
+    c = {k: v for k, v in d.coefficients().items()}
+    y = torch.randn(n, *d.event_shape, device=c["betas"].device)
+    for t in range(d.num_steps, 0, -1):
+        steps = torch.full((n,), t, dtype=torch.long, device=y.device)
+        v, var = d.net(y, steps)
+        x0 = (c["sqrt_alpha_bar"][t] * y - c["sqrt_one_minus_alpha_bar"][t] * v).clamp(-1, 1)
+        mean = c["coef_x0"][t] * x0 + c["coef_xt"][t] * y
+        frac = (var + 1) / 2
+        log_var = frac * c["log_betas"][t] + (1 - frac) * c["posterior_log_variance_clipped"][t]
+        y = mean + torch.exp(0.5 * log_var) * torch.randn_like(y) if t > 1 else mean
+    return ((y.clamp(-1, 1) + 1) / 2 * (d.num_levels - 1)).round() / (d.num_levels - 1)
+
+
+def _hand_ddim(d, n, num_steps):
+    """Deterministic DDIM of a v-predicting GaussianDiffusion with clipping, by hand."""
+    ab = d.coefficients()["alpha_bar"]
+    taus = ddim_timesteps(d.num_steps, num_steps).tolist()
+    y = torch.randn(n, *d.event_shape, device=ab.device)
+    for t, s in zip(taus[::-1], (taus[-2::-1] + [0])):
+        v, _ = d.net(y, torch.full((n,), t, dtype=torch.long, device=y.device))
+        x0 = (ab[t].sqrt() * y - (1 - ab[t]).sqrt() * v).clamp(-1, 1)
+        eps = (y - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
+        y = ab[s].sqrt() * x0 + (1 - ab[s]).sqrt() * eps
+    return ((y.clamp(-1, 1) + 1) / 2 * (d.num_levels - 1)).round() / (d.num_levels - 1)
+
+
+def _hand_vdm_ddim(m, n, num_steps):
+    """Deterministic DDIM of a VariationalDiffusion on t_i = i/S, gamma of the grid in one call."""
+    grid = torch.linspace(1, 0, num_steps + 1)
+    with torch.no_grad():
+        g = m.gamma(grid)
+    a, sig = torch.sigmoid(-g).sqrt(), torch.sigmoid(g).sqrt()
+    z = torch.randn(n, *m.data_shape, device=m.grid.device)
+    for i in range(num_steps):
+        eps = m.predict_eps(z, torch.full((n,), grid[i].item()))
+        z = a[i + 1] * (z - sig[i] * eps) / a[i] + sig[i + 1] * eps
+    return m.decode(z)
+
+
+def _hand_vdm_ode(m, n, num_steps):
+    """RK4 on the probability-flow ODE of a VariationalDiffusion, gamma and gamma' of all stage
+    times in one autograd call."""
+    h = -1.0 / num_steps
+    times = torch.tensor([1 + i * h + c * h for i in range(num_steps) for c in (0, 0.5, 0.5, 1)]).clamp(0, 1)
+    with torch.enable_grad():
+        tt = times.clone().requires_grad_(True)
+        g = m.gamma(tt)
+        (dg,) = torch.autograd.grad(g.sum(), tt)
+    g = g.detach()
+    s2 = torch.sigmoid(g)
+    z = torch.randn(n, *m.data_shape, device=m.grid.device)
+
+    def f(u, j):
+        eps = m.predict_eps(u, times[j].expand(n))
+        return 0.5 * dg[j] * (s2[j].sqrt() * eps - s2[j] * u)
+
+    for i in range(num_steps):
+        j = 4 * i
+        k1 = f(z, j)
+        k2 = f(z + h / 2 * k1, j + 1)
+        k3 = f(z + h / 2 * k2, j + 2)
+        k4 = f(z + h * k3, j + 3)
+        z = z + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
+    return m.decode(z)
+
+
+def sampling_speed(args):
+    """Seconds to draw ``args.sample_batch`` images against steps, ours vs a hand-written loop."""
+    from pyro_deepgen.models.vdm import VariationalDiffusion
+
+    torch.manual_seed(args.seed)
+    d = make_diffusion(args).eval()
+    torch.nn.init.normal_(d.net.conv_out.weight, std=0.01)  # non-zero predictions
+    channels = VariationalDiffusion.network_input_size(1)
+    vnet = UNet(channels, base_channels=args.base_channels, channel_mults=(1, 2, 2), out_channels=1)
+    vdm = VariationalDiffusion(vnet, (1, 8, 8), num_levels=LEVELS).to(args.device).eval()
+    n = args.sample_batch
+    rows = []
+
+    def timed(name, steps, calls, ours, hand):
+        with torch.no_grad():
+            ours_s, hand_s = _time(ours, 1), _time(hand, 1)
+        rows.append({"sampler": name, "steps": steps, "network_calls": calls, "seconds": ours_s,
+                     "seconds_hand_written": hand_s, "ratio": ours_s / hand_s})
+        print(f"[sampling, {n} images] {name:>14} steps={steps:4d} calls={calls:4d}: {ours_s:7.3f} s, "
+              f"hand-written {hand_s:7.3f} s, ratio {ours_s / hand_s:.2f}")
+
+    T = d.num_steps
+    timed("ancestral", T, T, lambda: d.sample(n, progress=False), lambda: _hand_ancestral(d, n))
+    for S in args.ddim_steps:
+        if S <= T:
+            timed("ddim", S, S, lambda: ddim_sample(d, n, S), lambda: _hand_ddim(d, n, S))
+    for S in args.ddim_steps:
+        timed("vdm ddim", S, S, lambda: ddim_sample(vdm, n, S), lambda: _hand_vdm_ddim(vdm, n, S))
+    for S in args.ode_steps:
+        timed("vdm ode (rk4)", S, 4 * S, lambda: ode_sample(vdm, n, S), lambda: _hand_vdm_ode(vdm, n, S))
+    return {"sampling": rows}
+
+
 def diffusion_bound(args, data):
     d = make_diffusion(args)
     history = fit(d.model, d.guide, images(data.x_train), loss=DiffusionELBO("ddpm"), lr=2e-3,
@@ -126,6 +234,10 @@ def main(args):
                       data.y_test, data.test_split, data.name)
     results = {"device": str(args.device), "quick": args.quick, "test_split": data.test_split,
                "num_test": len(data.x_test)}
+    results.update(sampling_speed(args))
+    if args.sampling_only:
+        _write(args, results)
+        return results
     results.update(speed(args, data.x_train))
     r = results
     print(f"[speed] T={args.steps}: closed-form loss {r['seconds_per_step_closed_form'] * 1e3:.1f} "
@@ -144,10 +256,14 @@ def main(args):
           f"bits/dim), VAE IWAE-{args.iwae_samples} {results['vae_test_log_likelihood_nats']:.2f} "
           f"({results['vae_test_bits_per_dim']:.3f} bits/dim); difference "
           f"{results['bound_minus_vae_nats']:+.2f} nats")
+    _write(args, results)
+    return results
+
+
+def _write(args, results):
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "diffusion.json").write_text(json.dumps(results, indent=2) + "\n")
-    return results
 
 
 def parse_args(argv=None):
@@ -169,10 +285,14 @@ def parse_args(argv=None):
     p.add_argument("--device", type=torch.device, default=torch.device("cpu"))
     p.add_argument("--out", type=Path, default=None, help="folder for diffusion.json")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--sampling-only", action="store_true", help="only the sampling-time table (section 4)")
+    p.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50, 100], help="DDIM steps timed")
+    p.add_argument("--ode-steps", type=int, nargs="+", default=[5, 10, 25], help="RK4 steps of the ODE timed")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.epochs, args.vae_epochs, args.iwae_samples = 20, 1, 1, 10
         args.repeats, args.sample_batch, args.base_channels = 5, 16, 8
+        args.ddim_steps, args.ode_steps = [5, 20], [3]
     return args
 
 

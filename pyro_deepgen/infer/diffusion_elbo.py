@@ -39,6 +39,13 @@ class DiffusionELBO(ParticleELBO):
       with the mean held fixed, Nichol & Dhariwal's :math:`L_{\text{hybrid}}` (biased for the
       bound but better samples).
 
+    With ``GaussianDiffusion(..., t_sampling="importance")`` the step is drawn from Nichol &
+    Dhariwal's importance distribution :math:`p_t \propto \sqrt{\mathbb E[\ell_t^2]}` (from
+    the last 10 values of each term, uniform until every step has 10) and :math:`T\,\ell_t`
+    becomes :math:`\ell_t/p_t`: the value stays unbiased for the bound with a smaller variance,
+    which matters most for ``weighting="elbo"`` (see
+    :meth:`~pyro_deepgen.models.GaussianDiffusion.training_loss`).
+
     The guide is never run: the forward process is fixed and its closed forms are used (only
     ``differentiable_loss`` is written here; ``loss`` and ``loss_and_grads`` come from
     :class:`~pyro_deepgen.infer.elbo.ParticleELBO`). Usable with :class:`~pyro.infer.SVI` and

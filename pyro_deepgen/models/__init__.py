@@ -1,6 +1,7 @@
 """Ready-made generative models written as Pyro programs."""
 from .vae import VAE  # noqa: F401
 from .diffusion import GaussianDiffusion  # noqa: F401
+from .vdm import VariationalDiffusion  # noqa: F401
 from .helmholtz import HelmholtzMachine  # noqa: F401
 from .ssvae import SSVAE, StackedSSVAE  # noqa: F401
 from .gan import Discriminator, Generator  # noqa: F401

@@ -3,8 +3,10 @@ r"""Gaussian diffusion probabilistic model (Sohl-Dickstein et al. 2015; Ho et al
 The generative model is a reverse Markov chain and the guide is the fixed forward (noising)
 chain, both written as Pyro programs, so that ``Trace_ELBO`` on the pair is the diffusion
 variational bound. :meth:`GaussianDiffusion.training_loss` (used by
-:class:`~pyro_deepgen.infer.DiffusionELBO`) is the same bound estimated with one uniformly drawn
-time step and closed-form Gaussian KL terms.
+:class:`~pyro_deepgen.infer.DiffusionELBO`) is the same bound estimated with one drawn time step
+(uniform, or importance-sampled by the running loss) and closed-form Gaussian KL terms. Fast
+samplers (DDIM) and the probability-flow ODE are in
+:mod:`~pyro_deepgen.models.diffusion_samplers`.
 """
 import math
 import numbers
@@ -30,6 +32,14 @@ MEAN_TYPES = ("eps", "v", "x0", "mean")
 VAR_TYPES = ("learned_range", "learned", "fixed_small", "fixed_large")
 DATA_TYPES = ("continuous", "discrete")
 WEIGHTINGS = ("elbo", "ddpm")
+#: The choices of ``t_sampling`` of :class:`GaussianDiffusion`: how the training loss draws t.
+T_SAMPLINGS = ("uniform", "importance")
+#: Importance sampling of t keeps the last this many values of each step's loss term, and stays
+#: uniform until every step has that many (Nichol & Dhariwal 2021, sec. 3.3).
+LOSS_HISTORY = 10
+#: The share of the uniform distribution mixed into the importance distribution of t (so that
+#: every p_t > 0; the value of Nichol & Dhariwal's code).
+UNIFORM_MIX = 1e-3
 
 TimeStep = Union[int, torch.Tensor]
 
@@ -53,6 +63,22 @@ class DiffusionBound(NamedTuple):
     nats: torch.Tensor
     bits_per_dim: torch.Tensor
     terms: torch.Tensor
+
+    def summary(self) -> Dict[str, float]:
+        r"""The data-set bound with its standard error, one sign convention: ``nats`` is the mean
+        lower bound on :math:`\log p(x_0)` per point (higher is better), ``bits_per_dim`` the
+        mean upper bound on :math:`-\log_2 p(x_0)/D` (positive, lower is better), each with
+        ``*_stderr`` = sample standard deviation over the points / :math:`\sqrt N`. Each point's
+        value is an unbiased estimate of its bound, so the standard error covers both the Monte
+        Carlo noise of the estimator and the spread of the data (it is 0 for a single point:
+        ``nan`` is returned then)."""
+        n = len(self.nats)
+        out = {"num_points": n}
+        for key, values in (("nats", self.nats), ("bits_per_dim", self.bits_per_dim)):
+            values = values.double()
+            out[key] = values.mean().item()
+            out[f"{key}_stderr"] = (values.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+        return out
 
 
 class _LearnedBetas(PyroModule):
@@ -147,6 +173,11 @@ class GaussianDiffusion(PyroModule):
     :param int num_levels: grid size of discrete data (256 for 8-bit images, 17 for sklearn's
         8x8 digits).
     :param bool learn_schedule: learn :math:`\beta_{1..T}` (default False).
+    :param str t_sampling: how :meth:`training_loss` draws the step t: ``"uniform"``
+        (default) or ``"importance"``, Nichol & Dhariwal's importance sampling by the running
+        loss (:meth:`t_probabilities`; the last ``LOSS_HISTORY = 10`` values of each step's term
+        are kept in the buffers ``loss_history`` / ``loss_history_count``, so they follow
+        ``.to(device)`` and are saved in checkpoints).
 
     **Limiting case**: with T=1 the model is a one-step Gaussian VAE whose encoder
     :math:`q(x_1\mid x_0) = \mathcal N(\sqrt{1-\beta_1}x_0, \beta_1 I)` is fixed.
@@ -170,6 +201,7 @@ class GaussianDiffusion(PyroModule):
         data: str = "continuous",
         num_levels: int = 256,
         learn_schedule: bool = False,
+        t_sampling: str = "uniform",
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -179,6 +211,7 @@ class GaussianDiffusion(PyroModule):
         one_of(mean_type, "mean_type", MEAN_TYPES)
         one_of(var_type, "var_type", VAR_TYPES)
         one_of(data, "data", DATA_TYPES)
+        one_of(t_sampling, "t_sampling", T_SAMPLINGS)
         if data == "discrete" and (positive_int(num_levels, "num_levels") < 2):
             raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
         if not isinstance(learn_schedule, bool):
@@ -204,6 +237,11 @@ class GaussianDiffusion(PyroModule):
         self.mean_type, self.var_type, self.data = mean_type, var_type, data
         self.num_levels = int(num_levels)
         self.learn_schedule = bool(learn_schedule)
+        self.t_sampling = t_sampling
+        if t_sampling == "importance":
+            dtype = torch.get_default_dtype()
+            self.register_buffer("loss_history", torch.zeros(self.num_steps, LOSS_HISTORY, dtype=dtype))
+            self.register_buffer("loss_history_count", torch.zeros(self.num_steps, dtype=torch.long))
         coefs = schedule_coefficients(betas)  # validates the betas
         if self.learn_schedule:
             self.learned_betas = _LearnedBetas(betas)
@@ -359,6 +397,43 @@ class GaussianDiffusion(PyroModule):
             x0_hat = x0_hat.clamp(-1, 1)
         return at("coef_x0") * x0_hat + at("coef_xt") * y_t, log_var, mean_param
 
+    def predict_x0_eps(
+        self, x_t: torch.Tensor, t: TimeStep, clip_denoised: bool = False
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        r"""The network's implied predictions :math:`(\hat x_0, \hat\epsilon)` at
+        :math:`x_t` (chain coordinates), tied by
+        :math:`x_t = \sqrt{\bar\alpha_t}\hat x_0 + \sqrt{1-\bar\alpha_t}\hat\epsilon`, for every
+        ``mean_type`` (``"mean"``: :math:`\hat x_0` solved from the posterior mean, t >= 1).
+        With ``clip_denoised`` :math:`\hat x_0` is clipped to [-1, 1] and :math:`\hat\epsilon`
+        recomputed from it (as the ancestral sampler's clipped posterior mean does). Used by
+        :func:`~pyro_deepgen.models.diffusion_samplers.ddim_sample`."""
+        self._check_shape(x_t, "x_t")
+        steps = self._steps(t, x_t.shape[0], x_t)
+        if bool((steps < 1).any()):
+            raise ValueError("predict_x0_eps needs t >= 1")
+        return self._predict_x0_eps(x_t, steps, self.coefficients(), bool(clip_denoised))
+
+    def _predict_x0_eps(self, y_t, t, coefs, clip):
+        out = self.net(y_t, t)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2) or out[0].shape != y_t.shape:
+            raise TypeError("net(x_t, t) must return a pair (mean_param, var_param) of x_t's shape")
+        param = out[0]
+        at = lambda key: self._at(coefs[key], t)  # noqa: E731
+        sqrt_ab, sqrt_1m = at("sqrt_alpha_bar"), at("sqrt_one_minus_alpha_bar")
+        if self.mean_type == "eps" and not clip:
+            return (y_t - sqrt_1m * param) / sqrt_ab, param
+        if self.mean_type == "eps":
+            x0_hat = (y_t - sqrt_1m * param) / sqrt_ab
+        elif self.mean_type == "v":
+            x0_hat = sqrt_ab * y_t - sqrt_1m * param
+        elif self.mean_type == "x0":
+            x0_hat = param
+        else:
+            x0_hat = (param - at("coef_xt") * y_t) / at("coef_x0")
+        if clip:
+            x0_hat = x0_hat.clamp(-1, 1)
+        return x0_hat, (y_t - sqrt_ab * x0_hat) / sqrt_1m
+
     def decoder(self, mean: torch.Tensor, log_var: torch.Tensor) -> dist.Distribution:
         r""":math:`p(x_0\mid x_1)` with event shape ``event_shape`` (chain coordinates)."""
         scale = torch.exp(0.5 * log_var)
@@ -406,6 +481,56 @@ class GaussianDiffusion(PyroModule):
                     - self._at(coefs["sqrt_one_minus_alpha_bar"], t) * y0)
         return y0 if self.mean_type == "x0" else post_mean
 
+    # -- importance sampling of t ------------------------------------------------------------
+    def t_probabilities(self) -> torch.Tensor:
+        r"""The distribution :math:`p_t` (shape ``(T,)``, entry ``t - 1`` for step t) from which
+        :meth:`training_loss` draws t.
+
+        ``t_sampling="uniform"``: :math:`p_t = 1/T`. ``t_sampling="importance"`` (Nichol &
+        Dhariwal 2021, sec. 3.3):
+
+        .. math:: p_t \propto \sqrt{\mathbb E[\ell_t^2]},\qquad
+            p_t \leftarrow (1-\lambda)\,p_t + \lambda/T,\ \lambda = 10^{-3},
+
+        with :math:`\mathbb E[\ell_t^2]` the mean of the last 10 recorded values of the step's
+        term :math:`\ell_t` (:meth:`update_loss_history`); until every step has 10 values (or
+        if they are all 0) it is uniform. For a fixed history :math:`\ell_t/p_t` has the
+        smallest variance among :math:`p` when :math:`p_t \propto \sqrt{\mathbb E\ell_t^2}`
+        (the :math:`\lambda` mix keeps every :math:`p_t > 0`, so the reweighted estimate stays
+        unbiased)."""
+        ref = self.betas if not self.learn_schedule else self.learned_betas.logits
+        T = self.num_steps
+        uniform = torch.full((T,), 1.0 / T, device=ref.device, dtype=ref.dtype)
+        if self.t_sampling == "uniform" or bool((self.loss_history_count < LOSS_HISTORY).any()):
+            return uniform
+        weights = self.loss_history.to(ref.dtype).pow(2).mean(-1).sqrt()
+        total = weights.sum()
+        if not bool(torch.isfinite(total)) or float(total) <= 0:
+            return uniform
+        return (1 - UNIFORM_MIX) * weights / total + UNIFORM_MIX * uniform
+
+    @torch.no_grad()
+    def update_loss_history(self, t: torch.Tensor, terms: torch.Tensor) -> None:
+        r"""Record the values ``terms`` ``(N,)`` of :math:`\ell_{t_n}` at steps ``t`` ``(N,)`` in
+        1..T (a ring buffer of the last 10 per step; for a step drawn more than 10 times in one
+        call the last 10 are kept). A no-op for ``t_sampling="uniform"``."""
+        if self.t_sampling != "importance":
+            return
+        T = self.num_steps
+        t0 = torch.as_tensor(t, device=self.loss_history.device).long().reshape(-1) - 1
+        terms = torch.as_tensor(terms).detach().reshape(-1).to(self.loss_history)
+        if t0.shape != terms.shape or bool(((t0 < 0) | (t0 >= T)).any()):
+            raise ValueError("update_loss_history needs steps t in 1..T and one term per step")
+        order = torch.sort(t0, stable=True).indices
+        ts, values = t0[order], terms[order]
+        per_step = torch.bincount(ts, minlength=T)
+        first = torch.cumsum(per_step, 0) - per_step
+        rank = torch.arange(len(ts), device=ts.device) - first[ts]
+        keep = per_step[ts] - rank <= LOSS_HISTORY  # the last 10 of each step
+        slot = (self.loss_history_count[ts] + rank) % LOSS_HISTORY
+        self.loss_history[ts[keep], slot[keep]] = values[keep]
+        self.loss_history_count += per_step
+
     def training_loss(
         self,
         x0: torch.Tensor,
@@ -416,21 +541,31 @@ class GaussianDiffusion(PyroModule):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         r"""One-step estimate of the negative bound and a training surrogate, per data point.
 
-        Draws :math:`t\sim\mathrm{Uniform}\{1..T\}` per data point and returns
+        Draws :math:`t\sim p_t` per data point (:meth:`t_probabilities`: uniform, or
+        importance-sampled by the running loss) and returns
 
-        .. math:: \hat L = L_T + T\,\ell_t,\qquad \ell_1 = L_0,\ \ell_t = L_{t-1}\ (t\ge2),
+        .. math:: \hat L = L_T + \ell_t / p_t,\qquad \ell_1 = L_0,\ \ell_t = L_{t-1}\ (t\ge2),
 
-        with the Gaussian KLs in closed form, so :math:`\mathbb E_t \hat L = -\text{bound}`
-        (unbiased). The surrogate (whose gradient is used) is :math:`\hat L` itself for
-        ``weighting="elbo"``, and for ``weighting="ddpm"`` Ho et al.'s reweighting, the
-        unweighted regression of the network's mean output on its target
+        (:math:`\hat L = L_T + T\,\ell_t` for uniform t), with the Gaussian KLs in closed form,
+        so :math:`\mathbb E_t \hat L = L_T + \sum_t \ell_t = -\text{bound}` (unbiased for every
+        :math:`p` with :math:`p_t > 0`). The surrogate (whose gradient is used) is
+        :math:`\hat L` itself for ``weighting="elbo"``, and for ``weighting="ddpm"`` Ho et al.'s
+        reweighting, the unweighted regression of the network's mean output on its target
         (:math:`\|\epsilon-\hat\epsilon_\theta(x_t,t)\|^2` for ``mean_type="eps"``; v, x_0
         or the posterior mean for the other types) plus Nichol & Dhariwal's
         ``vlb_weight`` times :math:`\hat L` with the mean held fixed (so that a learned
-        variance still gets a gradient; the ``L_hybrid`` objective).
+        variance still gets a gradient; the ``L_hybrid`` objective). Under importance sampling
+        both parts are multiplied by :math:`1/(T p_t)`, so the surrogate's expectation (and
+        its expected gradient) is that of uniform t.
+
+        With ``t_sampling="importance"``, in training mode (``module.training``) and when t is
+        drawn here, the drawn terms :math:`\ell_t` are recorded (:meth:`update_loss_history`).
+        Each process of a distributed run keeps its own history: each one's estimate stays
+        unbiased.
 
         :param x0: data ``(N, *event_shape)`` (data coordinates).
-        :param t: optional steps ``(N,)`` in 1..T (drawn uniformly if not given).
+        :param t: optional steps ``(N,)`` in 1..T; then :math:`\hat L = L_T + T\ell_t` (the
+            uniform weight) and nothing is recorded.
         :param noise: optional :math:`\epsilon` of ``x0``'s shape.
         :returns: ``(value, surrogate)``, both of shape ``(N,)``.
         """
@@ -439,14 +574,23 @@ class GaussianDiffusion(PyroModule):
         y0 = self.to_chain(x0)
         coefs = self.coefficients()
         n, T = len(y0), self.num_steps
-        if t is None:
+        drawn = t is None
+        if drawn and self.t_sampling == "importance":
+            probs = self.t_probabilities().to(y0.device)
+            t = torch.multinomial(probs, n, replacement=True) + 1
+            weight = 1.0 / probs[t - 1].to(y0.dtype)
+        elif drawn:
             t = torch.randint(1, T + 1, (n,), device=y0.device)
+            weight = T
         else:
             t = self._steps(t, n, y0)
             if bool((t < 1).any()):
                 raise ValueError("t must be in 1..T")
+            weight = T
         term, noise, pred, parts = self._step_terms(y0, t, coefs, noise)
-        value = self._prior_kl(y0, coefs) + T * term
+        if drawn and self.t_sampling == "importance" and self.training:
+            self.update_loss_history(t, term)
+        value = self._prior_kl(y0, coefs) + weight * term
         if weighting == "elbo":
             return value, value
         mean, log_var, post_mean, post_log_var, first = parts
@@ -457,7 +601,7 @@ class GaussianDiffusion(PyroModule):
             idx = first.nonzero().squeeze(-1)
             nll = -self.decoder(mean[idx].detach(), log_var[idx]).log_prob(y0[idx])
             frozen = frozen.index_put((idx,), nll)
-        return value, mse + vlb_weight * T * frozen
+        return value, (weight / T) * mse + vlb_weight * weight * frozen
 
     @torch.no_grad()
     def bound(

@@ -64,3 +64,46 @@ def test_top_half_mask():
 def test_config_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DiffusionConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(sampler="euler"), r"sampler \(--sampler\) must be one of ancestral, ddim, ode"),
+    (dict(data="digits", sampler="ode", objective="ddpm"), r"--sampler ode needs the continuous-time objective"),
+    (dict(sampler="ddim"), r"--sampler ddim needs images"),
+    (dict(data="digits", sampler="ddim", sample_steps=0), r"sample_steps \(--sample-steps\) must be a positive"),
+])
+def test_config_rejects_bad_sampler_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DiffusionConfig(**kwargs)
+
+
+@pytest.mark.parametrize("objective", ["vdm", "improved"])
+def test_objectives_on_digits_report_one_sign_convention(tmp_path, objective):
+    """--objective vdm / improved: the report's nats (a log-likelihood bound, negative here) and
+    bits/dim (positive) are the same quantity, bits = -nats / (D log 2), each with a standard error;
+    the histogram baseline is reported too."""
+    config = DiffusionConfig(data="digits", objective=objective, num_train=64, base_channels=4, steps=4,
+                             epochs=1, max_test=10, num_samples=2, out=tmp_path / objective, progress=False)
+    report = run(config)
+    assert report["objective"] == objective and report["settings"]["objective"] == objective
+    assert report["test_bound_nats"] < 0 < report["test_bound_bits_per_dim"]
+    assert report["test_bound_bits_per_dim"] == pytest.approx(
+        -report["test_bound_nats"] / (64 * math.log(2)), rel=1e-5)
+    assert report["test_bound_bits_per_dim_stderr"] == pytest.approx(
+        report["test_bound_nats_stderr"] / (64 * math.log(2)), rel=1e-4)
+    assert 0 < report["histogram_bits_per_dim"] < math.log2(17)
+    if objective == "vdm":
+        assert set(report["bound_terms_mean"]) == {"reconstruction", "diffusion", "prior"}
+        assert sum(report["bound_terms_mean"].values()) == pytest.approx(-report["test_bound_nats"], rel=1e-5)
+        assert report["gamma_0"] < report["gamma_1"]
+    else:
+        assert len(report["bound_terms_mean"]) == 5
+
+
+def test_objective_defaults_and_checks():
+    assert DiffusionConfig(data="digits").resolved().objective == "ddpm"
+    assert DiffusionConfig(data="swissroll").resolved().objective == "ddpm"
+    with pytest.raises(ValueError, match=r"objective \(--objective\) must be one of ddpm, improved, vdm"):
+        DiffusionConfig(objective="score")
+    with pytest.raises(ValueError, match="objective='vdm' .* needs discrete data"):
+        DiffusionConfig(objective="vdm")
