@@ -18,9 +18,13 @@ class EnergyModel(PyroModule):
       :math:`E(x)` per state, vectorized over any batch shape, so that
       :math:`\log p(x) = -E(x) - \log Z` (for a DBN, :math:`E` is minus the log of the
       unnormalized directed-undirected joint, and :math:`Z` is the top RBM's);
-    - :meth:`gibbs_step` ``(state) -> state``: one sweep of a Markov kernel that leaves
-      :math:`p(x)` invariant (block Gibbs over layers whose units are conditionally
-      independent);
+    - :meth:`gibbs_step` ``(state, beta=None) -> state``: one sweep of a Markov kernel that
+      leaves :math:`p(x)` invariant (block Gibbs over layers whose units are conditionally
+      independent); given a tensor ``beta`` of inverse temperatures (broadcastable to
+      ``(..., 1)``), one that leaves the tempered :math:`p_\beta(x)\propto
+      e^{-\beta E_t(x)}\,e^{-(E(x) - E_t(x))}` invariant, where :math:`E_t` =
+      :meth:`tempering_energy` (by default :math:`E` itself), for
+      :class:`~pyro_deepgen.energy.ParallelTempering`;
     - :meth:`init_state` ``(v=None, batch_shape=())``: a starting state, filled in from visible
       units ``v`` or drawn at random;
     - :meth:`log_partition_exact` ``()``: :math:`\log Z` by enumeration (small models);
@@ -79,9 +83,16 @@ class EnergyModel(PyroModule):
         raise NotImplementedError(
             f"{type(self).__name__} has no closed-form free energy (has_free_energy is False)")
 
-    def gibbs_step(self, state: State) -> State:
-        """One sweep of a kernel that leaves the model's joint invariant."""
+    def gibbs_step(self, state: State, beta: Optional[torch.Tensor] = None) -> State:
+        """One sweep of a kernel that leaves the model's joint invariant (with ``beta``: the
+        tempered joint, see the class docstring)."""
         raise NotImplementedError(f"{type(self).__name__} must implement gibbs_step(state)")
+
+    def tempering_energy(self, *state: torch.Tensor) -> torch.Tensor:
+        r"""The part :math:`E_t(x)` of the energy that an inverse temperature :math:`\beta`
+        multiplies (:meth:`gibbs_step` with ``beta``); by default all of :meth:`energy`, so that
+        :math:`p_\beta\propto e^{-\beta E}`."""
+        return self.energy(*state)
 
     def init_state(self, v: Optional[torch.Tensor] = None, batch_shape: Tuple[int, ...] = ()
                    ) -> State:

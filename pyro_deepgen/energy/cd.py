@@ -1,6 +1,7 @@
 r"""The training losses of the Boltzmann family: contrastive divergence (CD-k, Hinton 2002) and
 persistent CD (PCD, Tieleman 2008) for RBMs, mean-field PCD for DBMs (Salakhutdinov & Hinton
 2009), plus the per-epoch monitors: reconstruction error and the exact pseudo-log-likelihood."""
+import math
 from functools import partial
 from typing import Any, Dict, Optional
 
@@ -11,6 +12,9 @@ from ._kernels import native
 from ._kernels.sparse_matmul import sparse_rows_matmul_t
 from .dbm import DBM, State
 from .rbm import RBM, bernoulli_sample_16bit, sample_visible_from_natural
+from .tempering import ParallelTempering, geometric_ladder
+
+SAMPLERS = ("gibbs", "pt")
 
 _PLL_CHUNK_ELEMENTS = 1 << 22  # data points x visible x hidden entries held at once
 
@@ -73,9 +77,24 @@ class ContrastiveDivergence:
         ``None`` (default) for no sparsity penalty.
     :param float sparsity_cost: :math:`\lambda_s` (default 0.01 when a target is given).
     :param float sparsity_decay: decay of the activation average :math:`q` (default 0.95).
+    :param str sampler: how the persistent chains move: ``"gibbs"`` (default; PCD, ``k``
+        block-Gibbs sweeps per update) or ``"pt"`` (PT-PCD, Desjardins et al. 2010: each chain
+        is the :math:`\beta = 1` replica of a :class:`~pyro_deepgen.energy.ParallelTempering`
+        ladder of ``num_temperatures`` replicas down to ``min_beta``, advanced by ``k``
+        sweep-and-swap rounds per update; the ladder keeps adapting at the constant rate
+        ``adapt_rate`` as the model changes). ``"pt"`` needs ``persistent=True``. The
+        tempered sweeps draw exact Bernoulli units (not the 16-bit training draws) and cost
+        ``num_temperatures`` times a PCD sweep.
+    :param int num_temperatures: replicas of PT-PCD, including :math:`\beta = 1` (default 10).
+    :param float min_beta: the hottest replica's inverse temperature (default 0.5).
+    :param float adapt_rate: the ladder's adaptation rate :math:`\kappa` (default 0.05 per
+        update).
 
     **Limiting cases**: as :math:`k\to\infty` CD-k's expected gradient is the exact
-    log-likelihood gradient (tested by enumeration on a tiny RBM).
+    log-likelihood gradient (tested by enumeration on a tiny RBM). With one temperature PT-PCD
+    is PCD with exact Bernoulli draws. At fixed parameters PT-PCD's gradient averaged over
+    updates is the exact log-likelihood gradient even on a bimodal model whose PCD chains stay
+    in one mode (tested).
 
     **References**: [1] G. E. Hinton, *Training Products of Experts by Minimizing Contrastive
     Divergence*, Neural Computation 14 (2002). [2] T. Tieleman, *Training Restricted Boltzmann
@@ -85,7 +104,16 @@ class ContrastiveDivergence:
 
     def __init__(self, k: int = 1, persistent: bool = False, num_chains: Optional[int] = None,
                  sparsity_target: Optional[float] = None, sparsity_cost: float = 0.01,
-                 sparsity_decay: float = 0.95) -> None:
+                 sparsity_decay: float = 0.95, sampler: str = "gibbs", num_temperatures: int = 10,
+                 min_beta: float = 0.5, adapt_rate: float = 0.05) -> None:
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS} ('pt' = parallel tempering), got {sampler!r}")
+        if sampler == "pt" and not persistent:
+            raise ValueError("sampler='pt' (PT-PCD) runs persistent chains: pass persistent=True")
+        if sampler == "pt":  # the ladder's arguments, checked once here
+            geometric_ladder(num_temperatures, min_beta)
+            if not (isinstance(adapt_rate, (int, float)) and math.isfinite(adapt_rate) and adapt_rate >= 0):
+                raise ValueError(f"adapt_rate must be a finite number >= 0, got {adapt_rate!r}")
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer (Gibbs sweeps), got {k!r}")
         if num_chains is not None and (not isinstance(num_chains, int) or num_chains < 1):
@@ -99,6 +127,8 @@ class ContrastiveDivergence:
         self.k, self.persistent, self.num_chains = k, bool(persistent), num_chains
         self.sparsity_target, self.sparsity_cost = sparsity_target, float(sparsity_cost)
         self.sparsity_decay = float(sparsity_decay)
+        self.sampler, self.num_temperatures = sampler, num_temperatures
+        self.min_beta, self.adapt_rate = min_beta, adapt_rate
         self.reset()
 
     def reset(self) -> None:
@@ -110,13 +140,21 @@ class ContrastiveDivergence:
         self._chain_owner: Optional[torch.Tensor] = None
         self._weights_key: Optional[tuple] = None
         self._weights_value: Optional[torch.Tensor] = None
+        self.tempering: Optional[ParallelTempering] = None
+        self._tempering_state: Optional[Dict[str, Any]] = None
 
     def state_dict(self) -> Dict[str, Any]:
         """The state that carries over from one update to the next: the persistent chains, their
         hidden probabilities from the last update (which PCD-1 reuses) and the sparsity average.
         :func:`~pyro_deepgen.train.fit` saves it in its checkpoints and restores it with
         :meth:`load_state_dict`, so that a resumed run follows the uninterrupted one."""
-        return {"chains": self.chains, "chain_probs": self._chain_probs, "mean_activation": self.mean_activation}
+        state = {"chains": self.chains, "chain_probs": self._chain_probs, "mean_activation": self.mean_activation}
+        if self.sampler == "pt":
+            pt = self.tempering
+            state["tempering"] = self._tempering_state if pt is None else {
+                "replicas": None if pt.replicas is None else list(pt.replicas), "betas": pt.betas.clone(),
+                "log_gaps": pt._log_gaps.clone(), "parity": pt._parity}
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; the chains' probabilities are taken to belong to the RBM
@@ -124,6 +162,33 @@ class ContrastiveDivergence:
         self.reset()
         self.chains, self._chain_probs = state["chains"], state["chain_probs"]
         self.mean_activation = state["mean_activation"]
+        self._tempering_state = state.get("tempering")
+
+    def _tempered_negative_samples(self, rbm: RBM, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """PT-PCD: ``k`` sweep-and-swap rounds of the replicas; the :math:`\beta = 1` replica's
+        visible units are written to ``out``. The ladder and replicas are created at the first
+        call (replicas at the chains, which start at the minibatch) and kept for the same RBM."""
+        if self.chains is None:
+            n = v.shape[0] if self.num_chains is None else self.num_chains
+            self.chains = v[torch.arange(n, device=v.device) % v.shape[0]].clone()
+        pt = self.tempering
+        if pt is None or pt.energy_model is not rbm:
+            pt = self.tempering = ParallelTempering(
+                rbm, num_temperatures=self.num_temperatures, min_beta=self.min_beta,
+                adapt_rate=self.adapt_rate, adapt_lag=None)
+            pt.adapt_steps = math.inf  # the model keeps changing: adapt throughout training
+            saved, self._tempering_state = self._tempering_state, None
+            if saved is not None and saved["replicas"] is not None:
+                pt.replicas = tuple(x.to(v) for x in saved["replicas"])
+                pt.betas, pt._log_gaps, pt._parity = saved["betas"], saved["log_gaps"], saved["parity"]
+        replicas = pt.replicas
+        if replicas is None or replicas[0].shape[1:] != self.chains.shape or \
+                not torch.equal(replicas[0][0], self.chains):
+            replicas = pt._replicas_at(rbm.init_state(self.chains))
+        for _ in range(self.k):
+            replicas = pt.step(replicas)
+        pt.replicas = replicas
+        return out.copy_(replicas[0][0])
 
     def _negative_samples(self, rbm: RBM, p_start: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``k`` block-Gibbs sweeps h ~ p(h|.) -> v ~ p(v|h) from the hidden probabilities
@@ -229,12 +294,15 @@ class ContrastiveDivergence:
             # sigmoids by the CPU kernel where it applies
             softplus_sums = x.new_empty(m + n, dtype=torch.float64)
             fused = rbm.plain_energy
-            if self.persistent:
-                p_start = self._chain_start(rbm, v)
+            if self.sampler == "pt":
+                v_neg = self._tempered_negative_samples(rbm, v, out=states[:m])
             else:
-                _sigmoid(rbm.hidden_input_of_states(v, out=x[m:]), p[m:], softplus_sums[m:], fused)
-                p_start = p[m:]
-            v_neg = self._negative_samples(rbm, p_start, out=states[:m])
+                if self.persistent:
+                    p_start = self._chain_start(rbm, v)
+                else:
+                    _sigmoid(rbm.hidden_input_of_states(v, out=x[m:]), p[m:], softplus_sums[m:], fused)
+                    p_start = p[m:]
+                v_neg = self._negative_samples(rbm, p_start, out=states[:m])
             self.last_negative = v_neg
             if self.persistent:
                 _sigmoid(rbm.hidden_input_of_states(states, out=x), p, softplus_sums, fused)

@@ -237,12 +237,20 @@ class DBM(EnergyModel):
 
     # -- sampling -------------------------------------------------------------------------
     @torch.no_grad()
-    def gibbs_step(self, state: State) -> State:
-        """One sweep: h1 ~ p(h1 | v, h2), then v ~ p(v | h1) and h2 ~ p(h2 | h1) together."""
+    def gibbs_step(self, state: State, beta: Optional[torch.Tensor] = None) -> State:
+        r"""One sweep: h1 ~ p(h1 | v, h2), then v ~ p(v | h1) and h2 ~ p(h2 | h1) together.
+
+        With ``beta`` (a tensor broadcastable to ``(..., 1)``) the sweep is one of the tempered
+        joint :math:`p_\beta\propto e^{-\beta E}` (every input multiplied by :math:`\beta`),
+        as :class:`~pyro_deepgen.energy.ParallelTempering` uses."""
         v, _, h2 = state
-        h1 = torch.bernoulli(torch.sigmoid(self.hidden1_input(v, h2)))
-        v = torch.bernoulli(torch.sigmoid(self.visible_input(h1)))
-        h2 = torch.bernoulli(torch.sigmoid(self.hidden2_input(h1)))
+
+        def scaled(x):
+            return x if beta is None else beta * x
+
+        h1 = torch.bernoulli(torch.sigmoid(scaled(self.hidden1_input(v, h2))))
+        v = torch.bernoulli(torch.sigmoid(scaled(self.visible_input(h1))))
+        h2 = torch.bernoulli(torch.sigmoid(scaled(self.hidden2_input(h1))))
         return v, h1, h2
 
     @torch.no_grad()

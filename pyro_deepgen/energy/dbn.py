@@ -102,14 +102,24 @@ class DBN(EnergyModel):
         return state
 
     @torch.no_grad()
-    def gibbs_step(self, state):
+    def gibbs_step(self, state, beta: Optional[torch.Tensor] = None):
         r"""One sweep: a block-Gibbs sweep of the top RBM on :math:`(h^{L-1}, h^L)`, then a
         downward pass :math:`h^l\sim p(h^l\mid h^{l+1})` through the directed layers. The top
         pair's chain leaves :math:`p_{\mathrm{RBM}_{L-1}}` invariant and the layers below are
-        exact draws given it, so the sweep leaves the DBN's joint invariant."""
+        exact draws given it, so the sweep leaves the DBN's joint invariant.
+
+        With ``beta`` only the top RBM is tempered: the sweep leaves
+        :math:`p_\beta \propto e^{-\beta E_{L-1}(h^{L-1}, h^L)}\prod_l p(h^l\mid h^{l+1})`
+        invariant, whose tempered part is :meth:`tempering_energy`."""
         state = list(state)
-        state[-2], state[-1] = self.top.gibbs_step((state[-2], state[-1]))
+        state[-2], state[-1] = self.top.gibbs_step((state[-2], state[-1]), beta)
         return tuple(self._downward(state))
+
+    def tempering_energy(self, *state: torch.Tensor) -> torch.Tensor:
+        r"""The part of :meth:`energy` that tempering scales: the top RBM's
+        :math:`E_{L-1}(h^{L-1}, h^L)` (the directed layers stay normalized at every
+        temperature)."""
+        return self.top.energy(state[-2], state[-1])
 
     @torch.no_grad()
     def init_state(self, v: Optional[torch.Tensor] = None, batch_shape=()):

@@ -275,16 +275,31 @@ class RBM(EnergyModel):
         """Draw v ~ p(v | h)."""
         return sample_visible_from_natural(self.visible, self.visible_input(h))
 
-    def gibbs_step(self, state):
-        """One block-Gibbs sweep v -> h ~ p(h|v) -> v' ~ p(v|h); vectorized over chains.
+    def gibbs_step(self, state, beta: Optional[torch.Tensor] = None):
+        r"""One block-Gibbs sweep v -> h ~ p(h|v) -> v' ~ p(v|h); vectorized over chains.
 
         ``state`` is ``(v, h)`` (the :class:`~pyro_deepgen.energy.EnergyModel` convention; the
         incoming ``h`` is not used) and the result ``(v', h)``, an exact draw from the joint when
-        ``v`` is one from :math:`p(v)`; a tensor ``v`` gives the tensor ``v'``."""
-        if isinstance(state, torch.Tensor):
-            return self.sample_visible(self.sample_hidden(state))
-        h = self.sample_hidden(state[0])
-        return self.sample_visible(h), h
+        ``v`` is one from :math:`p(v)`; a tensor ``v`` gives the tensor ``v'``.
+
+        ``beta`` (a tensor broadcastable to ``(..., 1)``, e.g. one inverse temperature per
+        replica of :class:`~pyro_deepgen.energy.ParallelTempering`) sweeps the tempered joint
+        :math:`p_\beta \propto e^{-\beta E}` instead: the units' inputs are multiplied by
+        :math:`\beta` (Gaussian visible units get variance :math:`1/\beta`, so need
+        :math:`\beta > 0`)."""
+        if beta is None:
+            if isinstance(state, torch.Tensor):
+                return self.sample_visible(self.sample_hidden(state))
+            h = self.sample_hidden(state[0])
+            return self.sample_visible(h), h
+        v = state if isinstance(state, torch.Tensor) else state[0]
+        h = bernoulli_sample(torch.sigmoid(beta * self.hidden_input(v)))
+        eta = self.visible_input(h)
+        if self.visible == "bernoulli":
+            v = bernoulli_sample(torch.sigmoid(beta * eta))
+        else:
+            v = eta + torch.randn_like(eta) * beta.rsqrt()
+        return v if isinstance(state, torch.Tensor) else (v, h)
 
     @torch.no_grad()
     def init_state(self, v: Optional[torch.Tensor] = None, batch_shape=()) -> State:

@@ -14,9 +14,11 @@ training marginals, giving the test log-likelihood
 
     \frac1N \sum_{n=1}^N \log p(v_n) = \frac1N \sum_{n=1}^N -F(v_n) - \log \hat Z
 
-with the standard error of :math:`\log \hat Z`. The mixing of the trained model's block-Gibbs
-chains is summarized by :func:`chain_summary` (R-hat and ESS through ``pyro.infer.MCMC`` and
-arviz).
+with the standard error of :math:`\log \hat Z`. A seeded ``val_fraction`` of the training
+images is held out; their exact pseudo-log-likelihood after every epoch decides early stopping,
+and the best epoch's parameters are kept. The mixing of the trained model's chains (parallel
+tempering by default, :class:`~pyro_deepgen.energy.ParallelTempering`, or block Gibbs) is
+summarized by :func:`chain_summary` (R-hat and ESS through ``pyro.infer.MCMC`` and arviz).
 
 :func:`run` writes ``report.json``, ``rbm.pt`` (the state dict), ``samples.png`` (fantasy
 particles), ``weights.png`` (filters of the first hidden units), ``chains_summary.csv`` /
@@ -45,7 +47,9 @@ from ..energy import (
     RBM,
     BlockGibbs,
     ContrastiveDivergence,
+    ParallelTempering,
     ais_log_partition,
+    log_likelihood_sandwich,
     mean_log_likelihood,
     pseudo_log_likelihood,
     reconstruction_error,
@@ -57,6 +61,7 @@ from .common import (
     ResumableConfig,
     check_common,
     check_data,
+    check_choice,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -71,15 +76,22 @@ from .common import (
 
 COMMAND = "rbm"
 #: Settings used only after training, which a resumed run may change (``--resume-override``).
-AFTER_TRAINING = ("ais_betas", "ais_runs", "gibbs_steps", "chains", "chain_samples")
+AFTER_TRAINING = ("ais_betas", "ais_runs", "gibbs_steps", "chains", "chain_samples", "sampler")
+SAMPLERS = ("pt", "gibbs")  # the chain summary's and the sample figure's sampler
+#: the statistics of the mixing check (``report["chains"]["mixed"]``): R-hat at most
+#: ``MAX_RHAT`` and bulk ESS at least ``MIN_ESS`` for each (issue 23's target)
+MIXING_STATISTICS = ("energy", "mean_hidden", "mean_visible")
+MAX_RHAT, MIN_ESS = 1.05, 100
 MONITORS = "monitors.json"  # the per-epoch monitors, kept next to the checkpoint for --resume
 MONITOR_SIZE = 1000  # images for the reconstruction error
 PLL_SIZE = 200  # images for the exact pseudo-log-likelihood (V flips each)
+RAISE_POINTS = 100  # test images scored by RAISE (the conservative side of the sandwich)
+RAISE_RUNS = 10  # reverse chains per image
 
 
 @dataclasses.dataclass
 class RBMConfig(ResumableConfig):
-    """The settings of :func:`run`, one per option of ``pyro-deepgen rbm`` (same defaults).
+    r"""The settings of :func:`run`, one per option of ``pyro-deepgen rbm`` (same defaults).
 
     :param data: ``digits`` (scikit-learn's 8x8 digits, embedded) or ``mnist`` (the IDX files in
         ``data_root``).
@@ -89,20 +101,38 @@ class RBMConfig(ResumableConfig):
         taken as its element).
     :param cd_k: Gibbs sweeps of contrastive divergence (CD-k); ignored with ``pcd``.
     :param pcd: persistent CD (one sweep per update, one chain per batch element).
+    :param pt_pcd: PCD whose persistent chains are run by parallel tempering (``temperatures``
+        replicas down to ``min_beta``; Desjardins et al. 2010).
     :param epochs: training epochs.
     :param batch_size: minibatch size.
     :param lr: learning rate per example (the mean gradient's step size; the optimizer gets
         ``lr / batch_size`` since the loss is a batch sum).
-    :param momentum: SGD momentum, in [0, 1).
+    :param momentum: SGD momentum, in [0, 1). Default 0: on mnist-5k (CD-25, 100 epochs, lr
+        0.05) momentum 0.9 overfits (held-out forward-AIS log-likelihood -152.5 against -90.3
+        with momentum 0, issue 23; here -112.4 against -89.1 even with early stopping): momentum
+        0.9 multiplies the effective step by 1 / (1 - 0.9) = 10.
     :param weight_decay: L2 cost on the weights (not the biases), >= 0.
     :param sparsity_target: target mean activation of the hidden units, in (0, 1), or None.
     :param sparsity_cost: weight of the sparsity penalty, >= 0.
+    :param val_fraction: seeded fraction of the training images held out for validation, in
+        [0, 1) (default 0.1; 0: no validation): the exact pseudo-log-likelihood of these images
+        is computed after every epoch, and the parameters of the best epoch are kept.
+    :param patience: stop after this many epochs without a better validation score (0: train
+        all ``epochs``, still keeping the best epoch's parameters).
     :param ais_betas: AIS intermediate distributions, at least 3 (Salakhutdinov & Murray used
         14500; the default 2000 keeps the shape of their schedule).
     :param ais_runs: AIS runs, at least 2 (for an error bar).
-    :param gibbs_steps: block-Gibbs sweeps for the fantasy particles.
+    :param gibbs_steps: sweeps for the fantasy particles (with ``sampler="pt"``: sweep-and-swap
+        rounds of every replica).
     :param chains: MCMC chains for the chain summary.
-    :param chain_samples: draws per chain after as many warm-up sweeps.
+    :param chain_samples: draws per chain after as many warm-up steps.
+    :param sampler: ``"pt"`` (parallel tempering, default) or ``"gibbs"`` (block Gibbs) for the
+        chain summary and the fantasy particles.
+    :param temperatures: replicas of parallel tempering, including :math:`\beta = 1` (default
+        25).
+    :param min_beta: the hottest replica's inverse temperature, in (0, 1) (default 0.15). On the
+        mnist-5k RBM (CD-25, 100 epochs) 25 replicas down to 0.15 with 4000 draws per chain
+        mixed best of the ladders tried (see the docs); block Gibbs gives R-hat 1.45 to 1.93.
 
     The shared fields (seed, device, out, progress, overwrite, resume, resume_override) come from
     :class:`~pyro_deepgen.experiments.common.ResumableConfig`.
@@ -117,15 +147,21 @@ class RBMConfig(ResumableConfig):
     epochs: int = 20
     batch_size: int = 100
     lr: float = 0.05
-    momentum: float = 0.9
+    momentum: float = 0.0
     weight_decay: float = 1e-4
     sparsity_target: Optional[float] = None
     sparsity_cost: float = 0.01
+    pt_pcd: bool = False
+    val_fraction: float = 0.1
+    patience: int = 10
     ais_betas: int = 2000
     ais_runs: int = 100
     gibbs_steps: int = 1000
     chains: int = 4
-    chain_samples: int = 200
+    chain_samples: int = 4000
+    sampler: str = "pt"
+    temperatures: int = 25
+    min_beta: float = 0.15
     out: Union[str, Path] = Path("runs/rbm")
 
     def __post_init__(self) -> None:
@@ -136,7 +172,20 @@ class RBMConfig(ResumableConfig):
                                  f"number, e.g. 500; got {self.hidden!r}")
             self.hidden = self.hidden[0]
         check_positive_int(self, "hidden", "cd_k", "epochs", "batch_size", "ais_betas", "ais_runs",
-                           "gibbs_steps", "chains", "chain_samples")
+                           "gibbs_steps", "chains", "chain_samples", "temperatures")
+        if self.pcd and self.pt_pcd:
+            raise ValueError("pcd (--pcd) and pt_pcd (--pt-pcd) exclude each other: pass one")
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction (--val-fraction) must be in [0, 1) (0: no validation), got "
+                             f"{self.val_fraction!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience (--patience) must be an integer >= 0 (0: no early stopping), got "
+                             f"{self.patience!r}")
+        check_choice(self, "sampler", SAMPLERS)
+        if isinstance(self.min_beta, bool) or not isinstance(self.min_beta, (int, float)) \
+                or not 0 < self.min_beta < 1:
+            raise ValueError(f"min_beta (--min-beta) must be in (0, 1), got {self.min_beta!r}")
         check_positive_float(self, "lr")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum (--momentum) must be in [0, 1), got {self.momentum}")
@@ -153,8 +202,8 @@ class RBMConfig(ResumableConfig):
 
     @property
     def method(self) -> str:
-        """``"PCD"`` or ``"CD-k"``."""
-        return "PCD" if self.pcd else f"CD-{self.cd_k}"
+        """``"PT-PCD"``, ``"PCD"`` or ``"CD-k"``."""
+        return "PT-PCD" if self.pt_pcd else "PCD" if self.pcd else f"CD-{self.cd_k}"
 
 
 def make_optimizer(rbm: RBM, lr: float, momentum: float, weight_decay: float,
@@ -172,11 +221,13 @@ def make_optimizer(rbm: RBM, lr: float, momentum: float, weight_decay: float,
     return build
 
 
-def monitors(rbm: RBM, x_train: torch.Tensor, x_test: torch.Tensor) -> Dict[str, float]:
+def monitors(rbm: RBM, x_train: torch.Tensor, x_test: torch.Tensor,
+             x_val: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """Reconstruction error (up to 1000 images) and exact pseudo-log-likelihood (up to 200) per
-    image, of the first training and test images."""
+    image, of the first training and test (and validation) images."""
     out = {}
-    for split, x in (("train", x_train), ("test", x_test)):
+    splits = (("train", x_train), ("test", x_test)) + (() if x_val is None else (("val", x_val),))
+    for split, x in splits:
         recon = reconstruction_error(rbm, x[:MONITOR_SIZE])
         out[f"{split}_reconstruction_error"] = recon.mean().item()
         pll = pseudo_log_likelihood(rbm, x[:PLL_SIZE])
@@ -184,24 +235,81 @@ def monitors(rbm: RBM, x_train: torch.Tensor, x_test: torch.Tensor) -> Dict[str,
     return out
 
 
-def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = True):
-    """The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs` run through
+def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = True,
+                  sampler: str = "gibbs", temperatures: int = 10, min_beta: float = 0.5):
+    """The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs`
+    (``sampler="gibbs"``) or :class:`ParallelTempering` (``"pt"``: ``temperatures`` replicas
+    down to ``min_beta``, the ladder adapted during the warm-up) run through
     ``pyro.infer.MCMC``: ``num_chains`` chains of ``num_samples`` draws after as many warm-up
-    sweeps."""
+    steps, each chain from its own random start. For PT the table's ``attrs`` hold each chain's
+    adapted ladder (``"betas"``) and swap acceptance rates (``"swap_acceptance"``)."""
     from pyro.infer import MCMC
 
     from ..diagnostics import summary
 
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
     rbm = copy.deepcopy(rbm).cpu()  # MCMC's worker processes are forked: keep CUDA out of them
-
+    kernel = (ParallelTempering(rbm, num_temperatures=temperatures, min_beta=min_beta) if sampler == "pt"
+              else BlockGibbs(rbm))
     with warnings.catch_warnings():
         # on small machines MCMC runs the chains one after another and says so: expected here
         warnings.filterwarnings("ignore", message="num_chains=.*drawn sequentially")
-        mcmc = MCMC(BlockGibbs(rbm), num_samples=num_samples, warmup_steps=num_samples,
+        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_samples,
                     num_chains=num_chains, save_params=list(BlockGibbs.STATISTICS),
                     disable_progbar=not progress)
         mcmc.run()
-    return summary(mcmc, var_names=list(BlockGibbs.STATISTICS))
+    table = summary(mcmc, var_names=list(BlockGibbs.STATISTICS))
+    table.attrs["sampler"] = sampler
+    if sampler == "pt":
+        diagnostics = mcmc.diagnostics()
+        for key in ("betas", "swap_acceptance"):
+            table.attrs[key] = [diagnostics[key][f"chain {i}"] for i in range(num_chains)]
+    return table
+
+
+def mixing_report(table) -> Dict[str, Any]:
+    """The report's ``chains`` entry: the sampler, R-hat, bulk and tail ESS of the chain
+    statistics, ``mixed`` (R-hat <= :data:`MAX_RHAT` and bulk ESS >= :data:`MIN_ESS` for each of
+    :data:`MIXING_STATISTICS`), and for PT each chain's ladder and swap rates."""
+    rows = [name for name in ("energy", "free_energy", "mean_hidden", "mean_visible") if name in table.index]
+    out = {"sampler": table.attrs.get("sampler"),
+           "r_hat": {name: float(table.loc[name, "r_hat"]) for name in rows},
+           "ess_bulk": {name: float(table.loc[name, "ess_bulk"]) for name in rows},
+           "ess_tail": {name: float(table.loc[name, "ess_tail"]) for name in rows}}
+    out["mixed"] = all(out["r_hat"][name] <= MAX_RHAT and out["ess_bulk"][name] >= MIN_ESS
+                       for name in MIXING_STATISTICS if name in rows)
+    for key in ("betas", "swap_acceptance"):
+        if key in table.attrs:
+            out[key] = table.attrs[key]
+    return out
+
+
+def mixing_text(table) -> str:
+    """``chains_summary.txt``: the table, then the sampler, ladder and swap rates."""
+    lines = [table.to_string(), "", f"sampler: {table.attrs.get('sampler')}"]
+    for i, (betas, rates) in enumerate(zip(table.attrs.get("betas", []), table.attrs.get("swap_acceptance", []))):
+        lines.append(f"chain {i}: betas " + " ".join(f"{b:.3f}" for b in betas))
+        lines.append(f"chain {i}: swap acceptance " + " ".join(f"{a:.2f}" for a in rates))
+    return "\n".join(lines) + "\n"
+
+
+def validation_split(x: torch.Tensor, fraction: float, seed: int):
+    """``(train, val)``: a seeded random ``fraction`` of the rows of ``x`` held out (``val`` is
+    ``None`` for ``fraction = 0``); the same seed gives the same split."""
+    n_val = int(round(fraction * x.shape[0]))
+    if n_val == 0:
+        return x, None
+    if n_val >= x.shape[0]:
+        raise ValueError(f"val_fraction (--val-fraction) {fraction} leaves no training images of "
+                         f"{x.shape[0]}; use a smaller fraction")
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).to(x.device)
+    return x[order[n_val:]], x[order[:n_val]]
+
+
+def _negative_pseudo_log_likelihood(rbm: RBM, guide, v: torch.Tensor) -> float:
+    """Early stopping's score (lower is better): minus the mean exact pseudo-log-likelihood."""
+    return -pseudo_log_likelihood(rbm, v).mean().item()
 
 
 def _saved_monitors(path: Path) -> list:
@@ -229,15 +337,19 @@ def run(config: RBMConfig) -> Dict[str, Any]:
     monitors_file = folder.path / MONITORS
     data = load_data(config, binarize="threshold")
     device = config.device
-    x_train, x_test = data.x_train.to(device), data.x_test.to(device)
+    x_train, x_val = validation_split(data.x_train.to(device), config.val_fraction, config.seed)
+    x_test = data.x_test.to(device)
     num_visible = x_train.shape[1]
 
     pyro.set_rng_seed(config.seed)
     rbm = RBM(num_visible, config.hidden).to(device)
     rbm.init_visible_bias(x_train)  # Hinton's guide: the log-odds of the marginals
-    loss = ContrastiveDivergence(k=1 if config.pcd else config.cd_k, persistent=config.pcd,
+    persistent = config.pcd or config.pt_pcd
+    pt_args = dict(sampler="pt", num_temperatures=config.temperatures, min_beta=config.min_beta) \
+        if config.pt_pcd else {}
+    loss = ContrastiveDivergence(k=1 if persistent else config.cd_k, persistent=persistent,
                                  sparsity_target=config.sparsity_target,
-                                 sparsity_cost=config.sparsity_cost)
+                                 sparsity_cost=config.sparsity_cost, **pt_args)
     per_epoch = _saved_monitors(monitors_file) if config.resume else []
     folder.record(MONITORS)
     monitor_seconds = [0.0]
@@ -248,6 +360,10 @@ def run(config: RBMConfig) -> Dict[str, Any]:
         t = time.time()
         epoch_seconds.append(t - epoch_start[0])
         metrics = monitors(rbm, x_train, x_test)
+        val = ""
+        if history.val and history.val[-1][0] == epoch:  # fit's validation: minus the mean PLL
+            metrics["val_pseudo_log_likelihood"] = -history.val[-1][1]
+            val = f" / {metrics['val_pseudo_log_likelihood']:8.3f}"
         per_epoch[:] = [m for m in per_epoch if m["epoch"] < epoch]
         per_epoch.append(dict(epoch=epoch, loss=history.loss[-1], **metrics))
         _write_atomically(monitors_file, per_epoch)
@@ -255,7 +371,8 @@ def run(config: RBMConfig) -> Dict[str, Any]:
               f"{metrics['train_reconstruction_error']:7.3f} / "
               f"{metrics['test_reconstruction_error']:7.3f}"
               f"  PLL {metrics['train_pseudo_log_likelihood']:8.3f} / "
-              f"{metrics['test_pseudo_log_likelihood']:8.3f} (train / test)", flush=True)
+              f"{metrics['test_pseudo_log_likelihood']:8.3f}{val} (train / test"
+              f"{' / validation' if val else ''})", flush=True)
         monitor_seconds[0] += time.time() - t
         epoch_start[0] = time.time()
 
@@ -264,7 +381,9 @@ def run(config: RBMConfig) -> Dict[str, Any]:
                   batch_size=config.batch_size, seed=config.seed, progress=config.progress,
                   optimizer=make_optimizer(rbm, config.lr, config.momentum, config.weight_decay,
                                            config.batch_size),
-                  callback=callback, **fit_run_arguments(config, COMMAND, folder, AFTER_TRAINING))
+                  callback=callback, val_data=x_val, eval_fn=_negative_pseudo_log_likelihood,
+                  patience=config.patience or None, restore_best=True,
+                  **fit_run_arguments(config, COMMAND, folder, AFTER_TRAINING))
     train_seconds = time.time() - t0 - monitor_seconds[0]  # without the monitors
     t1 = time.time()
     # everything after training starts from the seed: a resumed run reports the same numbers
@@ -272,7 +391,16 @@ def run(config: RBMConfig) -> Dict[str, Any]:
     log_z, stderr = ais_log_partition(rbm, betas=default_ais_schedule(config.ais_betas),
                                       num_runs=config.ais_runs, base_rate=x_train)
     ais_seconds = time.time() - t1
+    # the conservative side (RAISE, Burda et al. 2015) on the first RAISE_POINTS test images, on
+    # the same ladder and base rate; the gap is forward AIS minus RAISE on those images
+    sandwich = log_likelihood_sandwich(rbm, x_test[:RAISE_POINTS], default_ais_schedule(config.ais_betas),
+                                       raise_runs=RAISE_RUNS, base_rate=x_train, log_z=(log_z, stderr))
     report = {
+        "test_log_likelihood_raise": sandwich["raise"]["mean"],
+        "test_log_likelihood_raise_stderr": sandwich["raise"]["stderr"],
+        "sandwich_gap": sandwich["gap"],
+        "raise_points": sandwich["settings"]["num_points"],
+        "raise_seconds": time.time() - t1 - ais_seconds,
         "test_log_likelihood": mean_log_likelihood(rbm, x_test, log_z).item(),
         "train_log_likelihood": mean_log_likelihood(rbm, x_train, log_z).item(),
         "log_z": log_z.item(),
@@ -288,35 +416,74 @@ def run(config: RBMConfig) -> Dict[str, Any]:
         "ais_runs": config.ais_runs,
         "method": config.method,
         "per_epoch": per_epoch,
+        # the epoch whose parameters were kept (best validation pseudo-log-likelihood)
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "val_pseudo_log_likelihood": (None if history.best_epoch is None
+                                      else -min(value for _, value in history.val)),
         "test_split": data.test_split,
         "num_train": int(x_train.shape[0]),
+        "num_val": 0 if x_val is None else int(x_val.shape[0]),
         "num_test": int(x_test.shape[0]),
         "settings": settings(config, COMMAND),
         **resume_report(history),
     }
-    summary = chain_summary(rbm, config.chains, config.chain_samples, config.progress)
+    t2 = time.time()
+    pyro.set_rng_seed(config.seed)
+    summary = chain_summary(rbm, config.chains, config.chain_samples, config.progress,
+                            sampler=config.sampler, temperatures=config.temperatures,
+                            min_beta=config.min_beta)
+    report["chains"] = {**mixing_report(summary), "num_chains": config.chains, "draws": config.chain_samples}
+    report["chains_seconds"] = time.time() - t2
     with folder.results() as out:
         summary.to_csv(out / "chains_summary.csv")
-        (out / "chains_summary.txt").write_text(summary.to_string() + "\n")
+        (out / "chains_summary.txt").write_text(mixing_text(summary))
         write_report(out, report)
         torch.save(rbm.state_dict(), out / "rbm.pt")
-        write_figures(rbm, history, config.gibbs_steps, out)
-    print(summary.to_string())
+        write_figures(rbm, history, config.gibbs_steps, out, sampler=config.sampler,
+                      temperatures=config.temperatures, min_beta=config.min_beta)
+    print(mixing_text(summary), end="")
     per_epoch_time = ("" if report["seconds_per_epoch"] is None
                       else f"; {report['seconds_per_epoch']:.2f} s per epoch")
     print(f"{report['method']}: log Z = {report['log_z']:.2f} +- {report['log_z_stderr']:.2f}"
           f" (AIS, {config.ais_betas} betas x {config.ais_runs} runs); test log-likelihood "
-          f"{report['test_log_likelihood']:.2f} nats{per_epoch_time}; results in {config.out}")
+          f"{report['test_log_likelihood']:.2f} nats (RAISE {report['test_log_likelihood_raise']:.2f} on "
+          f"{report['raise_points']} images, gap {report['sandwich_gap']:.2f}){per_epoch_time}; results in "
+          f"{config.out}")
     return report
 
 
-def write_figures(rbm: RBM, history: History, gibbs_steps: int, out: Path) -> None:
-    """``samples.png`` (fantasy particles after ``gibbs_steps`` sweeps), ``weights.png`` (the
-    first 100 filters, each scaled to [0, 1]) and ``loss.png``."""
+def tempered_fantasy_particles(rbm: RBM, num_particles: int, num_steps: int, temperatures: int = 10,
+                               min_beta: float = 0.5) -> torch.Tensor:
+    r"""``num_particles`` fantasy particles of parallel-tempering chains (the :math:`\beta = 1`
+    replica's :math:`E[v\mid h]` after ``num_steps`` sweep-and-swap rounds from random starts;
+    the ladder adapted during the first half), shape ``(num_particles, V)``."""
+    kernel = ParallelTempering(rbm, num_temperatures=temperatures, min_beta=min_beta,
+                               num_particles=num_particles)
+    kernel.setup(num_steps // 2)
+    params = kernel.initial_params
+    for _ in range(num_steps):
+        params = kernel.sample(params)
+    with torch.no_grad():
+        return rbm.visible_mean(params["h"])
+
+
+def write_figures(rbm: RBM, history: History, gibbs_steps: int, out: Path, sampler: str = "gibbs",
+                  temperatures: int = 10, min_beta: float = 0.5) -> None:
+    """``samples.png`` (fantasy particles after ``gibbs_steps`` block-Gibbs sweeps, or with
+    ``sampler="pt"`` as many parallel-tempering rounds), ``weights.png`` (the first 100 filters,
+    each scaled to [0, 1]) and ``loss.png``."""
     shape = image_shape(rbm.num_visible)
-    save_image_grid(rbm.sample(64, num_steps=gibbs_steps), out / "samples.png", shape,
-                    title=f"fantasy particles after {gibbs_steps} Gibbs sweeps",
-                    caption="visible means p(v=1|h) of 64 independent block-Gibbs chains")
+    if sampler == "pt":
+        particles = tempered_fantasy_particles(rbm, 64, gibbs_steps, temperatures, min_beta)
+        title = f"fantasy particles after {gibbs_steps} parallel-tempering steps"
+        caption = (f"visible means p(v=1|h) of the beta = 1 replica of 64 independent chains "
+                   f"({temperatures} temperatures down to {min_beta})")
+    else:
+        particles = rbm.sample(64, num_steps=gibbs_steps)
+        title = f"fantasy particles after {gibbs_steps} Gibbs sweeps"
+        caption = "visible means p(v=1|h) of 64 independent block-Gibbs chains"
+    save_image_grid(particles, out / "samples.png", shape, title=title, caption=caption)
     with torch.no_grad():
         w = rbm.weight[:100]
         lo, hi = w.min(1, keepdim=True).values, w.max(1, keepdim=True).values

@@ -12,6 +12,7 @@ from .ais import annealed_importance_sampling  # noqa: F401
 from .ais import default_ais_schedule  # noqa: F401
 from .ais import geometric_path  # noqa: F401
 from .ais import log_mean_exp_with_stderr  # noqa: F401
+from .ais import reverse_annealed_importance_sampling  # noqa: F401
 from .adversarial import AdversarialLoss  # noqa: F401
 from .sparse_coding import ista, fista  # noqa: F401
 from .._compat import moved_attributes

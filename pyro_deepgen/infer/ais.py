@@ -66,7 +66,8 @@ def annealed_importance_sampling(
     log_f: Callable[[State, float], torch.Tensor],
     transition: Callable[[State, float], State],
     betas,
-) -> torch.Tensor:
+    return_state: bool = False,
+):
     r"""Generic vectorized AIS: the log importance weights of all runs, shape ``(num_runs,)``.
 
     :param init_state: a draw from the normalized base :math:`f_0 / Z_0` for every run (any
@@ -75,8 +76,11 @@ def annealed_importance_sampling(
     :param transition: ``transition(state, beta)`` -> a new state from a Markov kernel that
         leaves :math:`f_\beta` invariant.
     :param betas: increasing inverse temperatures from 0 to 1 (see :func:`default_ais_schedule`).
-    :return: :math:`\log w` (float64); ``log_mean_exp_with_stderr(log_w)`` estimates
-        :math:`\log Z_1 - \log Z_0`.
+    :param return_state: also return the runs' final states :math:`x_K` (after the last
+        transition, at :math:`\beta_{K-1}`), e.g. as approximate draws of :math:`f_1` to start
+        :func:`reverse_annealed_importance_sampling` from.
+    :return: :math:`\log w` (float64), or ``(log_w, final_state)`` with ``return_state``;
+        ``log_mean_exp_with_stderr(log_w)`` estimates :math:`\log Z_1 - \log Z_0`.
 
     **Limiting case**: when :math:`f_\beta` does not depend on :math:`\beta` every weight is 1.
     """
@@ -88,24 +92,96 @@ def annealed_importance_sampling(
         log_w = log_w + (log_f(state, b) - log_f(state, b_prev)).double()
         if k < last:  # the state after the final temperature is never weighted
             state = transition(state, b)
+    return (log_w, state) if return_state else log_w
+
+
+@torch.no_grad()
+def reverse_annealed_importance_sampling(
+    init_state: State,
+    log_f: Callable[[State, float], torch.Tensor],
+    transition: Callable[[State, float], State],
+    betas,
+) -> torch.Tensor:
+    r"""Reverse AIS: the same path run backwards, from states of the target :math:`f_1` to the
+    base :math:`f_0`; the log weights of all runs, shape ``(num_runs,)``.
+
+    The chain starts at :math:`x_K` = ``init_state`` and moves down the ladder,
+    :math:`x_{k-1}\sim\tilde T_{k-1}(\cdot\mid x_k)` for :math:`k = K, \dots, 2`, where
+    :math:`\tilde T_k(x\mid x') = T_k(x'\mid x)\,f_{\beta_k}(x)/f_{\beta_k}(x')` is the reversal
+    of the forward kernel (the kernel itself when it is reversible, as block-Gibbs sweeps of a
+    two-block model are on the marginal of either block), and accumulates the same increments
+    as :func:`annealed_importance_sampling`,
+
+    .. math::
+
+        \log w_\text{rev} = \sum_{k=1}^{K}\log f_{\beta_k}(x_k) - \log f_{\beta_{k-1}}(x_k).
+
+    With :math:`q_\text{fwd}(x_{1:K}) = p_0(x_1)\prod_k T_k(x_{k+1}\mid x_k)` the forward chain
+    and :math:`\tilde q_\text{rev}(x_{1:K}) = f_1(x_K)\prod_k\tilde T_k(x_k\mid x_{k+1})` the
+    unnormalized reverse one, :math:`\tilde q_\text{rev}/q_\text{fwd} = Z_0\,w_\text{rev}`.
+    Two uses follow:
+
+    - **exact starts** (:math:`x_K\sim f_1/Z_1`; Grosse et al.'s bidirectional Monte Carlo):
+      :math:`\mathbb E[1/w_\text{rev}] = Z_0/Z_1`, so
+      :math:`\log Z_0 - \log\frac1R\sum_r e^{-\log w_\text{rev}^{(r)}}` estimates
+      :math:`\log Z_1` and is, by Jensen, a stochastic **upper** bound on it, where forward AIS
+      gives a stochastic lower bound;
+    - **a fixed start** (an observed :math:`x_K`; Burda et al.'s RAISE):
+      :math:`f_1(x_K)/(Z_0\,w_\text{rev})` is an unbiased estimate of :math:`p_\text{ann}(x_K)`,
+      the probability that the forward chain ends at :math:`x_K`.
+
+    :param init_state: the starting states :math:`x_K` of all runs (any object the kernel takes).
+    :param log_f: ``log_f(state, beta)`` -> :math:`\log f_\beta(x)` per run.
+    :param transition: ``transition(state, beta)`` -> a draw from :math:`\tilde T_\beta`, the
+        reversal of the forward kernel at :math:`\beta` (the kernel itself if reversible).
+    :param betas: the forward ladder, increasing from 0 to 1; it is walked from the top.
+    :return: :math:`\log w_\text{rev}` (float64).
+
+    **Limiting cases**: with ``betas = [0, 1]`` no transition is made and
+    :math:`\log w_\text{rev} = \log f_1(x_K) - \log f_0(x_K)`, so RAISE returns the base
+    model's :math:`\log p_0(x_K)` exactly; when :math:`f_\beta` does not depend on :math:`\beta`
+    every weight is 1.
+
+    **References**: [1] Y. Burda, R. Grosse, R. Salakhutdinov, *Accurate and Conservative
+    Estimates of MRF Log-likelihood using Reverse Annealing*, AISTATS 2015, arXiv:1412.8566.
+    [2] R. Grosse, Z. Ghahramani, R. P. Adams, *Sandwiching the marginal likelihood using
+    bidirectional Monte Carlo*, arXiv:1511.02543 (2015). [3] R. M. Neal, *Annealed importance
+    sampling*, Statistics and Computing 11 (2001).
+    """
+    betas = _check_betas(betas).tolist()
+    state = init_state
+    log_w = 0.0
+    for k in range(len(betas) - 1, 0, -1):
+        log_w = log_w + (log_f(state, betas[k]) - log_f(state, betas[k - 1])).double()
+        if k > 1:  # x_{k-1} from the reversed kernel at beta_{k-1}; none at beta_0
+            state = transition(state, betas[k - 1])
     return log_w
 
 
-def log_mean_exp_with_stderr(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def log_mean_exp_with_stderr(log_w: torch.Tensor, dim: Optional[int] = None
+                             ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""``(log mean exp(log_w), its delta-method standard error)``.
 
     With :math:`\bar w = \frac1n\sum w_i` and sample standard deviation :math:`s_w`,
     :math:`\operatorname{se}(\log\bar w) \approx s_w / (\sqrt n\,\bar w)` (both computed
     after subtracting :math:`\max\log w`, so nothing overflows).
+
+    :param dim: ``None`` (default): ``log_w`` is 1-D; otherwise the dimension of the runs
+        (at least two), reduced in both results (e.g. runs x data points -> per point).
     """
     log_w = torch.as_tensor(log_w)
-    if log_w.dim() != 1 or len(log_w) < 2:
-        raise ValueError("log_w must be a 1-D tensor of at least two log weights")
-    n = len(log_w)
-    shift = log_w.max()
+    if dim is None:
+        if log_w.dim() != 1 or len(log_w) < 2:
+            raise ValueError("log_w must be a 1-D tensor of at least two log weights")
+        dim = 0
+    elif log_w.dim() == 0 or log_w.shape[dim] < 2:
+        raise ValueError(f"log_w must have at least two log weights along dim={dim}; got shape "
+                         f"{tuple(log_w.shape)}")
+    n = log_w.shape[dim]
+    shift = log_w.amax(dim, keepdim=True)
     w = torch.exp(log_w - shift)
-    mean = w.mean()
-    return shift + mean.log(), w.std() / (math.sqrt(n) * mean)
+    mean = w.mean(dim)
+    return shift.squeeze(dim) + mean.log(), w.std(dim) / (math.sqrt(n) * mean)
 
 
 def geometric_path(log_f0: Callable[[State], torch.Tensor],

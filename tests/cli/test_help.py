@@ -31,9 +31,10 @@ OPTIONS = {
             "--hvi-steps --guide --flow-depth --eval-samples".split()),
     "rbm": (RBMConfig, COMMON + "--hidden --cd-k --pcd --epochs --batch-size --lr --momentum --weight-decay "
             "--sparsity-target --sparsity-cost --ais-betas --ais-runs --gibbs-steps --chains "
-            "--chain-samples".split()),
+            "--chain-samples --pt-pcd --val-fraction --patience --sampler --temperatures --min-beta".split()),
     "diffusion": (DiffusionConfig, COMMON + "--steps --schedule --epochs --batch-size --lr --loss --mean-type "
-                  "--net --hidden --hidden-dims --base-channels --num-train --max-test --num-samples".split()),
+                  "--net --hidden --hidden-dims --base-channels --num-train --max-test --num-samples "
+                  "--objective --sampler --sample-steps".split()),
     "autoregressive": (AutoregressiveConfig, COMMON + "--model --hidden --orderings --epochs --patience "
                        "--batch-size --lr".split()),
     "gan": (GANConfig, COMMON + "--loss --conditional --n-critic --gp-weight --epochs --batch-size --lr --z-dim "

@@ -11,7 +11,7 @@ TINY = ["--hidden", "8", "--epochs", "2", "--ais-betas", "400", "--ais-runs", "5
         "--gibbs-steps", "5", "--chains", "2", "--chain-samples", "20", "--no-progress"]
 
 
-@pytest.mark.parametrize("method", [["--cd-k", "2"], ["--pcd"]])
+@pytest.mark.parametrize("method", [["--cd-k", "2"], ["--pcd"], ["--pt-pcd", "--temperatures", "3"]])
 def test_cli_rbm_tiny_run(method, tmp_path, capsys):
     """8 hidden units, so the report's AIS log Z can be checked against exact enumeration:
     within 4 standard errors + 0.05 (400 temperatures, 50 runs)."""
@@ -23,7 +23,7 @@ def test_cli_rbm_tiny_run(method, tmp_path, capsys):
         assert key in report
     assert report["epochs"] == 2 and len(report["per_epoch"]) == 2
     assert report["settings"]["hidden"] == 8
-    assert report["method"] == ("PCD" if method == ["--pcd"] else "CD-2")
+    assert report["method"] == {"--pcd": "PCD", "--pt-pcd": "PT-PCD"}.get(method[0], "CD-2")
     for name in ("samples.png", "weights.png", "chains_summary.csv", "chains_summary.txt",
                  "loss.png", "rbm.pt"):
         assert (out / name).stat().st_size > 0, name
@@ -41,6 +41,11 @@ def test_cli_rbm_tiny_run(method, tmp_path, capsys):
     (["--ais-runs", "1"], "--ais-runs"),
     (["--momentum", "1.5"], "--momentum"),
     (["--sparsity-target", "2"], "--sparsity-target"),
+    (["--val-fraction", "1"], "--val-fraction"),
+    (["--val-fraction", "-0.1"], "--val-fraction"),
+    (["--patience", "-1"], "--patience"),
+    (["--min-beta", "0"], "--min-beta"),
+    (["--sampler", "hmc"], "--sampler"),
 ])
 def test_cli_rbm_bad_values(argv, message, tmp_path, capsys):
     try:
@@ -52,7 +57,8 @@ def test_cli_rbm_bad_values(argv, message, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("argv", [["--cd-k", "3", "--pcd"], ["--hidden", "0"], ["--cd-k", "0"]])
+@pytest.mark.parametrize("argv", [["--cd-k", "3", "--pcd"], ["--hidden", "0"], ["--cd-k", "0"],
+                                  ["--pcd", "--pt-pcd"], ["--temperatures", "0"]])
 def test_cli_rbm_rejects_bad_flags(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(["rbm", *argv])

@@ -265,3 +265,75 @@ def test_bad_arguments():
         ContrastiveDivergence()(rbm, None, torch.zeros(6))
     with pytest.raises(ValueError, match="bernoulli"):
         pseudo_log_likelihood(RBM(6, 4, visible="gaussian"), torch.zeros(2, 6))
+
+
+def bimodal_rbm(num_visible=10, w=3.0):
+    """One hidden unit switching all visible units on or off, both modes equally likely
+    (hidden bias -V w): block Gibbs started in the 'off' mode practically never leaves it."""
+    rbm = RBM(num_visible, 1).double()
+    with torch.no_grad():
+        rbm.weight.fill_(2 * w)
+        rbm.visible_bias.fill_(-w)
+        rbm.hidden_bias.fill_(-num_visible * w)
+    return rbm
+
+
+def test_pt_pcd_gradient_is_the_exact_gradient_where_pcd_is_stuck():
+    """At fixed parameters of the bimodal RBM, with 50 data points in the 'off' mode, the PCD
+    gradient averaged over updates 100-299 (500 persistent chains, which start at the data) should
+    be the exact log-likelihood gradient (enumeration of the 1024 visible states). PCD's chains
+    never leave the 'off' mode and miss it by 0.49 (max abs entry); PT-PCD (6 temperatures to
+    0.05) is within 0.03 (measured 0.004)."""
+    rbm = bimodal_rbm()
+    data = torch.zeros(50, 10, dtype=torch.float64)
+    data[:, :2] = 1
+    exact = exact_nll_grad(rbm, data)
+    errors = {}
+    for sampler in ("gibbs", "pt"):
+        torch.manual_seed(0)
+        cd = ContrastiveDivergence(k=1, persistent=True, num_chains=500, sampler=sampler,
+                                   num_temperatures=6, min_beta=0.05)
+        total = torch.zeros_like(exact)
+        for t in range(300):
+            rbm.zero_grad()
+            cd.loss_and_grads(rbm, None, data)
+            if t >= 100:
+                total += flat_grad(rbm) / len(data) / 200
+        errors[sampler] = (total - exact).abs().max().item()
+    assert errors["gibbs"] > 0.3 and errors["pt"] < 0.03, errors
+    rates = cd.tempering.swap_acceptance
+    assert rates.shape == (5,) and (rates > 0.4).all()
+
+
+def test_pt_pcd_state_dict_resumes_the_same_chains():
+    """state_dict() after 3 updates, loaded into a fresh loss, continues exactly as the original
+    (same torch RNG state): same negatives, replicas and ladder after 3 more updates."""
+    rbm = random_rbm()
+    v = torch.bernoulli(torch.full((8, 6), 0.5, dtype=torch.float64))
+    torch.manual_seed(0)
+    a = ContrastiveDivergence(k=2, persistent=True, sampler="pt", num_temperatures=4)
+    for _ in range(3):
+        a(rbm, None, v)
+    saved, rng = a.state_dict(), torch.get_rng_state()
+    for _ in range(3):
+        a(rbm, None, v)
+    b = ContrastiveDivergence(k=2, persistent=True, sampler="pt", num_temperatures=4)
+    b.load_state_dict(saved)
+    torch.set_rng_state(rng)
+    for _ in range(3):
+        b(rbm, None, v)
+    assert torch.equal(a.last_negative, b.last_negative)
+    assert torch.equal(a.tempering.betas, b.tempering.betas)
+    for x, y in zip(a.tempering.replicas, b.tempering.replicas):
+        assert torch.equal(x, y)
+
+
+def test_pt_pcd_bad_arguments():
+    with pytest.raises(ValueError, match="persistent=True"):
+        ContrastiveDivergence(sampler="pt")
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        ContrastiveDivergence(persistent=True, sampler="tempered")
+    with pytest.raises(ValueError, match="num_temperatures must be a positive integer"):
+        ContrastiveDivergence(persistent=True, sampler="pt", num_temperatures=0)
+    with pytest.raises(ValueError, match="min_beta must be in"):
+        ContrastiveDivergence(persistent=True, sampler="pt", min_beta=0.0)

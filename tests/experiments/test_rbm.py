@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from pyro_deepgen.experiments.rbm import RBMConfig, run
 
@@ -19,6 +20,42 @@ def test_run_returns_the_report_it_writes(tmp_path, capsys):
                  "loss.png", "rbm.pt"):
         assert (out / name).stat().st_size > 0, name
     assert "log Z =" in capsys.readouterr().out
+    # the default sampler is parallel tempering; the report gives its mixing numbers
+    chains = report["chains"]
+    assert chains["sampler"] == "pt" and len(chains["swap_acceptance"]) == 2
+    assert len(chains["betas"][0]) == 25 and chains["betas"][0][0] == 1.0
+    for name in ("energy", "mean_hidden", "mean_visible"):
+        assert chains["r_hat"][name] > 0 and chains["ess_bulk"][name] > 0
+    assert "swap acceptance" in (out / "chains_summary.txt").read_text()
+    # 10% of the digits' training images were held out for early stopping
+    assert report["num_val"] == round(0.1 * (report["num_train"] + report["num_val"]))
+    assert report["best_epoch"] == 1 and report["val_pseudo_log_likelihood"] < 0
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    from pyro_deepgen.experiments.rbm import validation_split
+
+    x = torch.arange(50.0).unsqueeze(-1)
+    train, val = validation_split(x, 0.1, seed=3)
+    assert len(val) == 5 and len(train) == 45
+    assert sorted(torch.cat([train, val]).squeeze(-1).tolist()) == list(range(50))
+    assert torch.equal(validation_split(x, 0.1, seed=3)[1], val)
+    assert validation_split(x, 0.0, seed=3) == (x, None)
+
+
+def test_pt_pcd_run_and_early_stopping(tmp_path):
+    """PT-PCD trains (method name, the loss's replicas); patience 1 stops as soon as an epoch
+    does not improve the validation score, and the kept epoch is the best one."""
+    config = RBMConfig(hidden=6, epochs=6, pt_pcd=True, temperatures=3, lr=0.5, patience=1,
+                       ais_betas=20, ais_runs=2, gibbs_steps=2, chains=2, chain_samples=10,
+                       sampler="gibbs", out=tmp_path / "run", progress=False)
+    report = run(config)
+    assert report["method"] == "PT-PCD" and report["chains"]["sampler"] == "gibbs"
+    val = {m["epoch"]: m["val_pseudo_log_likelihood"] for m in report["per_epoch"]}
+    assert report["val_pseudo_log_likelihood"] == pytest.approx(max(val.values()))
+    assert val[report["best_epoch"]] == pytest.approx(max(val.values()))
+    if report["stopped_early"]:
+        assert report["epochs"] == report["best_epoch"] + 1
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -29,6 +66,12 @@ def test_run_returns_the_report_it_writes(tmp_path, capsys):
     (dict(sparsity_target=2.0), r"sparsity_target \(--sparsity-target\)"),
     (dict(hidden=0), r"hidden \(--hidden\) must be a positive integer"),
     (dict(data="mnist"), r"--data-root"),
+    (dict(val_fraction=1.0), r"val_fraction \(--val-fraction\) must be in \[0, 1\)"),
+    (dict(patience=-1), r"patience \(--patience\) must be an integer >= 0"),
+    (dict(sampler="hmc"), r"sampler \(--sampler\) must be one of pt, gibbs"),
+    (dict(min_beta=0.0), r"min_beta \(--min-beta\) must be in \(0, 1\)"),
+    (dict(temperatures=0), r"temperatures \(--temperatures\) must be a positive integer"),
+    (dict(pcd=True, pt_pcd=True), r"exclude each other"),
 ])
 def test_config_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -37,3 +80,4 @@ def test_config_rejects_bad_settings(kwargs, match):
 
 def test_method_name():
     assert RBMConfig().method == "CD-1" and RBMConfig(pcd=True).method == "PCD"
+    assert RBMConfig(pt_pcd=True).method == "PT-PCD"

@@ -18,7 +18,7 @@ VAE = ["vae", "--epochs", "8", "--z-dim", "2", "--hidden", "8", "--eval-samples"
        "--no-progress"]
 RBM = ["rbm", "--pcd", "--epochs", "2", "--hidden", "16", "--ais-betas", "20", "--ais-runs", "4",
        "--gibbs-steps", "5", "--chains", "2", "--chain-samples", "10", "--no-progress"]
-TIMINGS = ("seconds", "train_seconds", "seconds_per_epoch", "ais_seconds")
+TIMINGS = ("seconds", "train_seconds", "seconds_per_epoch", "ais_seconds", "raise_seconds", "chains_seconds")
 
 
 def _numbers(out: Path) -> dict:

@@ -1,0 +1,451 @@
+r"""Both sides of a Boltzmann machine's log-likelihood: forward AIS (optimistic), RAISE
+(conservative) and bidirectional Monte Carlo (a sandwich of :math:`\log Z` from simulated data).
+
+All three anneal along the path of :meth:`~pyro_deepgen.energy.RBM.log_partition_ais`, from the
+base-rate model :math:`p_0` (visible biases :math:`b_A`, nothing else) to the model :math:`p_1`,
+:math:`f_\beta \propto e^{-(1-\beta)E_A - \beta E}` at :math:`0 = \beta_0 < \dots < \beta_K =
+1`, with block-Gibbs sweeps of :math:`f_\beta` as transitions. On the sides of the true value:
+
+- **forward AIS** (Salakhutdinov & Murray 2008): :math:`\widehat Z` is unbiased, so
+  :math:`\mathbb E\log\widehat Z \le \log Z` and :math:`\log\tilde p(v) - \log\widehat Z` is
+  **optimistic**: in expectation at or above :math:`\log p(v)`, for every :math:`v`;
+- **RAISE** (Burda, Grosse & Salakhutdinov 2015): the forward chain is a directed generative
+  model, the *annealing model* :math:`p_\text{ann}(x_K) = \sum_{x_{1:K-1}} p_0(x_1)\prod_k
+  T_k(x_{k+1}\mid x_k)`, which tends to :math:`p` as the ladder gets finer. For a test
+  :math:`v` a reverse chain started at :math:`(v, h\sim q(h\mid v))` and annealed down to
+  :math:`p_0` (:func:`~pyro_deepgen.infer.reverse_annealed_importance_sampling`) is an importance
+  proposal for :math:`p_\text{ann}(v)`, with weight
+
+  .. math:: \hat p_\text{ann}(v) = \frac{f_1(v, h)}{q(h\mid v)}\,\frac{1}{Z_0\,w_\text{rev}},
+     \qquad \log w_\text{rev} = \sum_{k=1}^{K}\log f_{\beta_k}(x_k) - \log f_{\beta_{k-1}}(x_k),
+
+  unbiased for :math:`p_\text{ann}(v)`; the log of its mean over runs is therefore a
+  stochastic **lower** bound on :math:`\log p_\text{ann}(v)`. The estimate is **conservative**:
+  per point it is below :math:`\log p_\text{ann}(v)` in expectation, and averaged over data
+  drawn from :math:`p`, :math:`\mathbb E_p\log p_\text{ann} = \mathbb E_p\log p -
+  \mathrm{KL}(p\,\|\,p_\text{ann}) \le \mathbb E_p\log p` (per point :math:`p_\text{ann}(v)`
+  may exceed :math:`p(v)`; on held-out data it rarely does, Burda et al. Sec. 4);
+- **BDMC** (Grosse, Ghahramani & Adams 2015): reverse chains started at *exact* samples of
+  :math:`p` (simulated data) give :math:`\mathbb E[1/w_\text{rev}] = Z_0/Z`, hence
+  :math:`\log\widehat Z_\text{rev} = \log Z_0 - \log\frac1R\sum_r w_\text{rev}^{(r)\,-1}` with
+  :math:`\mathbb E\log\widehat Z_\text{rev} \ge \log Z`. Together with forward AIS,
+  :math:`\mathbb E\log\widehat Z_\text{fwd} \le \log Z \le \mathbb E\log\widehat Z_\text{rev}`,
+  so for any :math:`v` with an exact :math:`\tilde p(v)`, :math:`\log\tilde p(v) -
+  \log\widehat Z_\text{rev} \le \log p(v) \le \log\tilde p(v) - \log\widehat Z_\text{fwd}` in
+  expectation, and the gap :math:`\log\widehat Z_\text{rev} - \log\widehat Z_\text{fwd}`
+  bounds the error of either side.
+
+The paths. **RBM**: the state is :math:`v` with :math:`h` summed out, :math:`\log f_\beta(v) =
+((1-\beta)b_A + \beta b)^\top v + \sum_j\operatorname{softplus}(\beta(c + Wv)_j)`; the
+sweep :math:`h\sim p_\beta(h\mid v)`, :math:`v'\sim p_\beta(v\mid h)` is reversible on
+:math:`v`, and RAISE's start is the test point itself with the exact :math:`f_1(v) =
+e^{-F(v)}` (no :math:`q`). **DBM**: the middle layer :math:`h^1` separates :math:`v` from
+:math:`h^2`, so the state is :math:`(v, h^2)` with :math:`h^1` summed out,
+:math:`\log f_\beta(v, h^2) = ((1-\beta)b_A + \beta b)^\top v + \beta c_2^\top h^2 +
+\sum_j\operatorname{softplus}(\beta(W_1v + W_2^\top h^2 + c_1)_j)`, the sweep is
+:math:`h^1\mid(v,h^2)` then :math:`(v,h^2)\mid h^1`, and RAISE's start draws :math:`h^2` from
+the mean-field posterior :math:`q(h^2) = \prod_k\mathrm{Bern}(\mu^2_k)` (Burda et al.'s DBM
+variant), clipped to :math:`[\epsilon, 1-\epsilon]` so that every :math:`h^2` can be proposed.
+Both paths start at :math:`Z_0 = \prod_i(1+e^{b_{A,i}})\,2^{H}` (:math:`H` the summed and
+uniform hidden units; an RBM with Gaussian visible units, whose base is
+:math:`\mathcal N(b_A, I)`, has :math:`Z_0 = (2\pi)^{V/2}2^H`).
+
+**References**: [1] Y. Burda, R. Grosse, R. Salakhutdinov, *Accurate and Conservative Estimates
+of MRF Log-likelihood using Reverse Annealing*, AISTATS 2015, arXiv:1412.8566. [2] R. Grosse,
+Z. Ghahramani, R. P. Adams, *Sandwiching the marginal likelihood using bidirectional Monte
+Carlo*, arXiv:1511.02543 (2015). [3] R. Salakhutdinov, I. Murray, *On the Quantitative Analysis
+of Deep Belief Networks*, ICML 2008. [4] R. M. Neal, *Annealed importance sampling*, Statistics
+and Computing 11 (2001).
+"""
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch.nn import functional as F
+
+from ..infer.ais import (
+    annealed_importance_sampling,
+    default_ais_schedule,
+    log_mean_exp_with_stderr,
+    reverse_annealed_importance_sampling,
+)
+from .ais import base_rate_logits
+from .dbm import DBM
+from .rbm import MAX_ENUMERATED_UNITS, RBM, bernoulli_sample, binary_states
+
+#: the largest first hidden layer whose states the DBM's forward side enumerates for
+#: :math:`\tilde p(v)` (N x 2**H1 terms); above it, importance sampling
+#: (:meth:`~pyro_deepgen.energy.DBM.importance_log_prob`)
+MAX_EXACT_DBM_HIDDEN1 = 12
+
+
+def _betas(betas) -> torch.Tensor:
+    """``None`` -> the paper's schedule, an int K -> :func:`default_ais_schedule` (K), a sequence
+    as given (checked by the sampler)."""
+    if betas is None:
+        return default_ais_schedule()
+    if isinstance(betas, int) and not isinstance(betas, bool):
+        return default_ais_schedule(betas)
+    return torch.as_tensor(betas, dtype=torch.float64)
+
+
+def _num_runs(num_runs, name: str, minimum: int) -> int:
+    if isinstance(num_runs, bool) or not isinstance(num_runs, int) or num_runs < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {num_runs!r}")
+    return num_runs
+
+
+def _base_logits(model, base_rate) -> torch.Tensor:
+    b = model.visible_bias.detach()
+    if base_rate is None:
+        return b.clone()
+    base_rate = torch.as_tensor(base_rate).to(b)
+    if base_rate.dim() == 2:
+        if base_rate.shape[1] != b.shape[0]:
+            raise ValueError(f"base_rate data must have shape (N, {b.shape[0]}); got "
+                             f"{tuple(base_rate.shape)}")
+        base_rate = base_rate_logits(base_rate, visible=getattr(model, "visible", "bernoulli"))
+    if base_rate.shape != b.shape:
+        raise ValueError(f"base_rate must have shape ({b.shape[0]},) (visible log-odds) or "
+                         f"(N, {b.shape[0]}) (data); got {tuple(base_rate.shape)}")
+    return base_rate
+
+
+def _check_data(model, v: torch.Tensor, name: str = "data") -> torch.Tensor:
+    if not isinstance(v, torch.Tensor) or v.dim() != 2 or v.shape[1] != model.num_visible:
+        shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"{name} must be a tensor of shape (N, {model.num_visible}); got {shape}")
+    if len(v) == 0:
+        raise ValueError(f"{name} is empty: give at least one row")
+    return v.to(model.visible_bias.detach())
+
+
+class _RBMPath:
+    """The RBM's annealing path over v (h summed out); states ``(v, c + W v)``."""
+
+    def __init__(self, rbm: RBM, b_a: torch.Tensor) -> None:
+        self.rbm = rbm
+        self.W, self.b, self.c = (p.detach() for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias))
+        self.b_a = b_a
+        self.gaussian = rbm.visible == "gaussian"
+        if self.gaussian:
+            log_z_a = 0.5 * rbm.num_visible * math.log(2 * math.pi)
+        else:
+            log_z_a = F.softplus(b_a.double()).sum().item()
+        self.log_z0 = log_z_a + rbm.num_hidden * math.log(2)
+
+    def cache(self, v):
+        return v, self.rbm.hidden_input_of_states(v, binary=not self.gaussian)
+
+    def log_f(self, state, beta):
+        v, x = state
+        v = v.double()
+        if self.gaussian:
+            vis = -0.5 * ((1 - beta) * (v - self.b_a.double()).pow(2)
+                          + beta * (v - self.b.double()).pow(2)).sum(-1)
+        else:
+            vis = v @ ((1 - beta) * self.b_a.double() + beta * self.b.double())
+        return vis + F.softplus(beta * x.double()).sum(-1)
+
+    def transition(self, state, beta):
+        _, x = state
+        h = bernoulli_sample(torch.sigmoid(beta * x))
+        eta = (1 - beta) * self.b_a + beta * (h @ self.W + self.b)
+        v = bernoulli_sample(torch.sigmoid(eta)) if not self.gaussian else eta + torch.randn_like(eta)
+        return self.cache(v)
+
+    def sample_base(self, n: int):
+        eta = self.b_a.expand(n, -1)
+        v = bernoulli_sample(torch.sigmoid(eta)) if not self.gaussian else eta + torch.randn_like(eta)
+        return self.cache(v)
+
+    def start(self, v: torch.Tensor, num_runs: int):
+        """RAISE's start at data ``v`` ``(N, V)``, repeated for ``num_runs``: the states and the
+        per-run log of :math:`f_1(x_K)/q(h\\mid v)`, here the exact :math:`-F(v)`."""
+        v = v.repeat(num_runs, 1)
+        state = self.cache(v)
+        return state, self.log_f(state, 1.0)
+
+    def log_unnormalized(self, v: torch.Tensor, num_samples: int) -> torch.Tensor:
+        return -self.rbm.free_energy(v).double()
+
+    def exact_samples(self, n: int):
+        rbm = self.rbm
+        w = self.W
+        if rbm.num_hidden <= MAX_ENUMERATED_UNITS:
+            h_all = binary_states(rbm.num_hidden, device=w.device, dtype=w.dtype)
+            h = h_all[torch.multinomial(torch.softmax(-rbm.hidden_free_energy(h_all).double(), 0), n,
+                                        replacement=True)]
+            return self.cache(rbm.sample_visible(h))
+        if not self.gaussian and rbm.num_visible <= MAX_ENUMERATED_UNITS:
+            v_all = binary_states(rbm.num_visible, device=w.device, dtype=w.dtype)
+            idx = torch.multinomial(torch.softmax(-rbm.free_energy(v_all).double(), 0), n,
+                                    replacement=True)
+            return self.cache(v_all[idx])
+        return None
+
+
+class _DBMPath:
+    """The DBM's annealing path over (v, h2) (h1 summed out); states ``(v, h2, W1 v + W2^T h2 + c1)``."""
+
+    def __init__(self, dbm: DBM, b_a: torch.Tensor, proposal_floor: float) -> None:
+        self.dbm = dbm
+        self.W1, self.W2 = dbm.weight1.detach(), dbm.weight2.detach()
+        self.b, self.c1, self.c2 = (p.detach() for p in (dbm.visible_bias, dbm.hidden1_bias,
+                                                         dbm.hidden2_bias))
+        self.b_a = b_a
+        self.floor = proposal_floor
+        self.log_z0 = (F.softplus(b_a.double()).sum().item()
+                       + (dbm.num_hidden1 + dbm.num_hidden2) * math.log(2))
+
+    def cache(self, v, h2):
+        return v, h2, F.linear(v, self.W1, self.c1) + h2 @ self.W2
+
+    def log_f(self, state, beta):
+        v, h2, x1 = (t.double() for t in state)
+        return (v @ ((1 - beta) * self.b_a.double() + beta * self.b.double())
+                + beta * (h2 @ self.c2.double()) + F.softplus(beta * x1).sum(-1))
+
+    def transition(self, state, beta):
+        _, _, x1 = state
+        h1 = bernoulli_sample(torch.sigmoid(beta * x1))
+        v = bernoulli_sample(torch.sigmoid((1 - beta) * self.b_a + beta * (h1 @ self.W1 + self.b)))
+        h2 = bernoulli_sample(torch.sigmoid(beta * F.linear(h1, self.W2, self.c2)))
+        return self.cache(v, h2)
+
+    def sample_base(self, n: int):
+        v = bernoulli_sample(torch.sigmoid(self.b_a.expand(n, -1)))
+        h2 = bernoulli_sample(self.b_a.new_full((n, self.dbm.num_hidden2), 0.5))
+        return self.cache(v, h2)
+
+    def start(self, v: torch.Tensor, num_runs: int):
+        _, mu2 = self.dbm.mean_field(v)
+        mu2 = mu2.clamp(self.floor, 1 - self.floor).repeat(num_runs, 1)
+        v = v.repeat(num_runs, 1)
+        h2 = bernoulli_sample(mu2)
+        log_q = (torch.xlogy(h2, mu2) + torch.xlogy(1 - h2, 1 - mu2)).sum(-1).double()
+        state = self.cache(v, h2)
+        return state, self.log_f(state, 1.0) - log_q
+
+    def log_unnormalized(self, v: torch.Tensor, num_samples: int) -> torch.Tensor:
+        if self.dbm.num_hidden1 <= MAX_EXACT_DBM_HIDDEN1:
+            return self.dbm.unnormalized_log_prob(v).double()
+        return self.dbm.importance_log_prob(v, 0.0, num_samples=num_samples).double()
+
+    def exact_samples(self, n: int):
+        dbm = self.dbm
+        if dbm.num_hidden1 > MAX_ENUMERATED_UNITS:
+            return None
+        h1_all = binary_states(dbm.num_hidden1, device=self.W1.device, dtype=self.W1.dtype)
+        probs = torch.softmax(dbm.log_hidden1_marginal(h1_all).double(), 0)
+        h1 = h1_all[torch.multinomial(probs, n, replacement=True)]
+        v = bernoulli_sample(torch.sigmoid(h1 @ self.W1 + self.b))
+        h2 = bernoulli_sample(torch.sigmoid(F.linear(h1, self.W2, self.c2)))
+        return self.cache(v, h2)
+
+
+def _path(model, base_rate, proposal_floor: float = 1e-3):
+    if isinstance(model, DBM):
+        return _DBMPath(model, _base_logits(model, base_rate), proposal_floor)
+    if isinstance(model, RBM):
+        if not model.has_plain_energy():
+            raise ValueError(f"{type(model).__name__} changes the RBM's energy (plain_energy is "
+                             "False); the sandwich bounds anneal the plain RBM energy. Convert it "
+                             "to an RBM with the same parameters first.")
+        return _RBMPath(model, _base_logits(model, base_rate))
+    raise TypeError(f"model must be a pyro_deepgen.energy.RBM or DBM, got {type(model).__name__} "
+                    "(a DBN's likelihood is its top RBM's plus an importance-sampled term)")
+
+
+@torch.no_grad()
+def raise_log_prob(model, v: torch.Tensor, betas=None, num_runs: int = 10,
+                   base_rate: Optional[torch.Tensor] = None, batch_size: Optional[int] = None,
+                   proposal_floor: float = 1e-3) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""RAISE: a conservative estimate of :math:`\log p(v)` for every row of ``v``, with its
+    Monte Carlo standard error (Burda, Grosse & Salakhutdinov 2015; see the module docstring).
+
+    .. math:: \widehat{\log p}(v) = \log\frac1R\sum_{r=1}^R
+        \frac{f_1(v, h_r)}{q(h_r\mid v)\,Z_0\,w_\text{rev}^{(r)}},\qquad
+        \mathbb E\,\widehat{\log p}(v) \le \log p_\text{ann}(v) \to \log p(v)\ (K\to\infty).
+
+    All ``R x N`` reverse chains advance together (one matrix product per layer and
+    temperature) on ``v``'s device, or ``batch_size`` points (times R) at a time.
+
+    :param model: an :class:`~pyro_deepgen.energy.RBM` or :class:`~pyro_deepgen.energy.DBM`.
+    :param v: data ``(N, V)``.
+    :param betas: the forward ladder: ``None`` (the paper's 14,500 steps), an int K
+        (:func:`~pyro_deepgen.infer.default_ais_schedule` (K)) or increasing values from 0 to 1.
+    :param int num_runs: reverse chains per point R, at least 2 (default 10).
+    :param base_rate: the base model's visible log-odds ``(V,)`` or data ``(N, V)`` whose
+        marginals give them (:func:`~pyro_deepgen.energy.base_rate_logits`); default the
+        model's visible biases. Use the same as for forward AIS.
+    :param int batch_size: points per batch (default all).
+    :param float proposal_floor: the DBM's mean-field proposal is clipped to
+        :math:`[\epsilon, 1-\epsilon]` (default :math:`10^{-3}`).
+    :return: ``(log_p, stderr)``, each ``(N,)`` (float64); ``stderr`` is the delta-method error
+        of the log-mean over runs.
+
+    **Limiting cases**: with ``betas = [0, 1]`` the RBM's estimate is the base model's exact
+    :math:`\log p_0(v)` (no transition, zero variance); if the model *is* the base model (zero
+    weights, :math:`b = b_A`) every ladder gives the exact :math:`\log p(v)`.
+    """
+    path = _path(model, base_rate, proposal_floor)
+    v = _check_data(model, v, "v")
+    betas = _betas(betas)
+    num_runs = _num_runs(num_runs, "num_runs", 2)
+    n = len(v)
+    step = n if batch_size is None else _num_runs(batch_size, "batch_size", 1)
+    out, err = [], []
+    for s in range(0, n, step):
+        chunk = v[s:s + step]
+        state, log_start = path.start(chunk, num_runs)
+        log_w = reverse_annealed_importance_sampling(state, path.log_f, path.transition, betas)
+        log_p = (log_start - path.log_z0 - log_w).view(num_runs, len(chunk))
+        value, se = log_mean_exp_with_stderr(log_p, dim=0)
+        out.append(value)
+        err.append(se)
+    return torch.cat(out), torch.cat(err)
+
+
+@torch.no_grad()
+def forward_ais_log_prob(model, v: torch.Tensor, betas=None, num_runs: int = 100,
+                         base_rate: Optional[torch.Tensor] = None, log_z=None,
+                         num_samples: int = 1000) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""Forward AIS: the optimistic estimate :math:`\log\tilde p(v) - \log\widehat Z` of every
+    row of ``v`` and the standard error of :math:`\log\widehat Z` (Salakhutdinov & Murray 2008),
+    with :math:`\widehat Z` from ``model.log_partition_ais(betas, num_runs, base_rate)``.
+
+    :math:`\mathbb E\log\widehat Z\le\log Z`, so with an exact :math:`\tilde p(v)` the estimate
+    is at or above :math:`\log p(v)` in expectation. The RBM's :math:`\tilde p(v) = e^{-F(v)}`
+    is exact; the DBM's is enumerated over :math:`h^1` up to ``MAX_EXACT_DBM_HIDDEN1`` units
+    and importance-sampled above (``num_samples``, a stochastic lower bound on it, so that the
+    DBM's forward figure is then optimistic only up to that bias).
+
+    :param log_z: an estimate ``(log_z, stderr)`` already made (skips the AIS run).
+    :return: ``(log_p (N,), stderr of log Z)`` (float64).
+    """
+    path = _path(model, base_rate)
+    v = _check_data(model, v, "v")
+    if log_z is None:
+        log_z, stderr = model.log_partition_ais(betas=_betas(betas), num_runs=num_runs,
+                                                base_rate=base_rate)
+    else:
+        log_z, stderr = log_z
+    log_z = torch.as_tensor(log_z, dtype=torch.float64, device=v.device)
+    stderr = torch.as_tensor(stderr, dtype=torch.float64, device=v.device)
+    return path.log_unnormalized(v, num_samples) - log_z, stderr
+
+
+@torch.no_grad()
+def bdmc_log_partition(model, betas=None, num_runs: int = 100,
+                       base_rate: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+    r"""Bidirectional Monte Carlo (Grosse, Ghahramani & Adams 2015) on :math:`\log Z`: forward
+    AIS from the base model and reverse AIS from data simulated from the model, along the same
+    path and ladder, so that in expectation
+
+    .. math:: \log\widehat Z_\text{fwd} \le \log Z \le \log\widehat Z_\text{rev}
+
+    and, for any :math:`v` with an exact :math:`\tilde p(v)`, :math:`\log\tilde p(v) -
+    \log\widehat Z_\text{rev} \le \log p(v) \le \log\tilde p(v) - \log\widehat Z_\text{fwd}`.
+
+    **The simulated data.** Where a layer can be enumerated (an RBM with at most 20 hidden or
+    binary visible units, a DBM with at most 20 first-layer units) the reverse chains start at
+    exact draws of the model and the upper side is a true stochastic bound
+    (``exact_samples=True``). Otherwise they start at the forward chains' final states after
+    one more sweep at :math:`\beta = 1`, draws of the annealing model :math:`p_\text{ann}`
+    rather than of :math:`p`: the upper side is then an approximation, close to a bound only
+    when the ladder is fine enough for the forward chains to reach :math:`p`
+    (``exact_samples=False``).
+
+    :param model: an :class:`~pyro_deepgen.energy.RBM` or :class:`~pyro_deepgen.energy.DBM`.
+    :param betas: as for :func:`~pyro_deepgen.energy.raise_log_prob`.
+    :param int num_runs: chains in each direction (default 100).
+    :param base_rate: as for :func:`~pyro_deepgen.energy.raise_log_prob`.
+    :return: a dict with ``log_z_forward``, ``log_z_forward_stderr``, ``log_z_reverse``,
+        ``log_z_reverse_stderr``, ``gap`` (reverse minus forward, nats) and ``exact_samples``.
+    """
+    path = _path(model, base_rate)
+    betas = _betas(betas)
+    num_runs = _num_runs(num_runs, "num_runs", 2)
+    log_w, final = annealed_importance_sampling(path.sample_base(num_runs), path.log_f,
+                                                path.transition, betas, return_state=True)
+    fwd, fwd_se = log_mean_exp_with_stderr(log_w)
+    start = path.exact_samples(num_runs)
+    exact = start is not None
+    if not exact:
+        start = path.transition(final, 1.0)
+    log_w_rev = reverse_annealed_importance_sampling(start, path.log_f, path.transition, betas)
+    rev, rev_se = log_mean_exp_with_stderr(-log_w_rev)
+    log_z_forward = path.log_z0 + fwd.item()
+    log_z_reverse = path.log_z0 - rev.item()
+    return {
+        "log_z_forward": log_z_forward,
+        "log_z_forward_stderr": fwd_se.item(),
+        "log_z_reverse": log_z_reverse,
+        "log_z_reverse_stderr": rev_se.item(),
+        "gap": log_z_reverse - log_z_forward,
+        "exact_samples": exact,
+    }
+
+
+@torch.no_grad()
+def log_likelihood_sandwich(model, data: torch.Tensor, betas=None, num_runs: int = 100,
+                            raise_runs: int = 10, base_rate: Optional[torch.Tensor] = None,
+                            log_z=None, num_samples: int = 1000,
+                            batch_size: Optional[int] = None) -> Dict[str, Any]:
+    r"""The mean log-likelihood of ``data`` from both sides: forward AIS (optimistic) and RAISE
+    (conservative), and the gap between them.
+
+    .. math::
+
+        \underbrace{\frac1N\sum_n\widehat{\log p}_\text{RAISE}(v_n)}_{\text{conservative}}
+        \ \lesssim\ \frac1N\sum_n\log p(v_n)\ \lesssim\
+        \underbrace{\frac1N\sum_n\log\tilde p(v_n) - \log\widehat Z}_{\text{forward AIS}}
+
+    (each side in expectation; RAISE's side exactly for :math:`p_\text{ann}`, and for
+    :math:`p` on average over data from the model: see the module docstring). A small ``gap``
+    says both estimates are accurate; a large one, that the ladder is too short or the chains
+    mix too slowly to trust the forward figure.
+
+    :param model: an :class:`~pyro_deepgen.energy.RBM` or :class:`~pyro_deepgen.energy.DBM`.
+    :param data: ``(N, V)`` on the model's device.
+    :param betas: the ladder of both estimators (``None``: the paper's 14,500 steps; an int K:
+        :func:`~pyro_deepgen.infer.default_ais_schedule` (K); or the values).
+    :param int num_runs: forward AIS runs (default 100).
+    :param int raise_runs: reverse chains per data point (default 10).
+    :param base_rate: the base model (see :func:`~pyro_deepgen.energy.raise_log_prob`); pass the training data.
+    :param log_z: ``(log_z, stderr)`` of a forward AIS run already made on the same ladder
+        (skips it).
+    :param int num_samples: importance samples of the DBM's :math:`\tilde p(v)` when it cannot
+        be enumerated.
+    :param int batch_size: RAISE's points per batch (default all).
+    :return: a dict: ``forward_ais`` and ``raise`` (each ``{"mean", "stderr"}``, nats per
+        point; the forward stderr is that of :math:`\log\widehat Z`, RAISE's
+        :math:`\sqrt{\sum_n\mathrm{se}_n^2}/N` from the per-point errors), ``gap`` (forward
+        minus RAISE), ``log_z`` / ``log_z_stderr`` and ``settings``.
+    """
+    data = _check_data(model, data)
+    betas = _betas(betas)
+    num_runs = _num_runs(num_runs, "num_runs", 2)
+    _path(model, base_rate)  # checks the model and the base rate before the long runs
+    if log_z is None:
+        log_z = model.log_partition_ais(betas=betas, num_runs=num_runs, base_rate=base_rate)
+    fwd, fwd_se = forward_ais_log_prob(model, data, base_rate=base_rate, log_z=log_z,
+                                       num_samples=num_samples)
+    rai, rai_se = raise_log_prob(model, data, betas, raise_runs, base_rate, batch_size)
+    forward_mean, raise_mean = fwd.mean().item(), rai.mean().item()
+    return {
+        "forward_ais": {"mean": forward_mean, "stderr": fwd_se.item()},
+        "raise": {"mean": raise_mean, "stderr": (rai_se.pow(2).sum().sqrt() / len(data)).item()},
+        "gap": forward_mean - raise_mean,
+        "log_z": float(log_z[0]),
+        "log_z_stderr": fwd_se.item(),
+        "settings": {
+            "model": type(model).__name__,
+            "num_betas": len(betas) - 1,
+            "num_runs": num_runs,
+            "raise_runs": raise_runs,
+            "num_points": len(data),
+            "base_rate": "model visible biases" if base_rate is None else "given",
+        },
+    }
