@@ -75,9 +75,14 @@ fig.tight_layout()
 # %%
 # At full size
 # ------------
-# :doc:`/diffusion` has no measured bound table yet. In the sample-quality comparison on
-# ``mnist-5k`` the diffusion model covers all 10 classes (:doc:`/implicit`). The commands::
+# Measured in :doc:`/diffusion` on ``mnist-5k`` (4500 training images, the bound on a seeded
+# hold-out of 500, a shared 2-core AMD EPYC): the continuous-time VDM bound (``--objective vdm``,
+# the MNIST default, 12 epochs, 589 s) is **1.262 bits/dim**, against 2.245 for the DDPM objective
+# (10 epochs) and 1.774 for a per-pixel histogram of the same images; lower is better. In the
+# sample-quality comparison the diffusion model covers all 10 classes (:doc:`/implicit`). The
+# commands::
 #
 #     pyro-deepgen diffusion --data swissroll          # the paper's figure 1, T = 40
 #     pyro-deepgen diffusion --data digits             # a U-Net, T = 100, about a minute on 2 cores
-#     pyro-deepgen diffusion --data mnist --data-root DIR
+#     pyro-deepgen diffusion --data mnist --data-root DIR                  # VDM, about 10 minutes
+#     pyro-deepgen diffusion --data mnist --data-root DIR --sampler ode    # and its ODE bound
