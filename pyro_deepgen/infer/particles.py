@@ -19,6 +19,7 @@ without shifting the random state.
 """
 import contextlib
 import math
+import re
 import warnings
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
@@ -52,7 +53,10 @@ def guess_max_plate_nesting(model: Callable, guide: Callable, args: Sequence, kw
 
     The run happens under :func:`torch.random.fork_rng` (CPU, the current CUDA device and those
     of the arguments), so guessing never shifts the particles drawn afterwards: an estimator's first
-    call draws what a call with ``max_plate_nesting`` given would draw.
+    call draws what a call with ``max_plate_nesting`` given would draw. A site with batch dims left
+    of every plate is a ``ValueError`` naming it (the particle plate would take that dim; with
+    ``max_plate_nesting`` given and no guess, such a dim is caught from the ``log_prob`` shapes
+    unless it has exactly the particle plate's size, as in Pyro's vectorized ELBO).
     """
     devices = _cuda_devices(list(args) + list(kwargs.values()))
     with torch.random.fork_rng(devices=devices), poutine.block():
@@ -68,7 +72,34 @@ def guess_max_plate_nesting(model: Callable, guide: Callable, args: Sequence, kw
         for frame in site["cond_indep_stack"]
         if frame.vectorized
     ]
-    return -min(dims) if dims else 0
+    nesting = -min(dims) if dims else 0
+    _check_site_batch_shapes((model_trace, guide_trace), nesting)
+    return nesting
+
+
+def _check_site_batch_shapes(traces: Sequence[poutine.Trace], max_plate_nesting: int) -> None:
+    """A site of a particle-free run whose batch shape (with an observed value's) has a dim of
+    size > 1 left of ``max_plate_nesting`` is a ``ValueError`` naming it: the particle plate
+    would go there, and a dim of the particle plate's size would be taken silently for it (e.g.
+    ``TraceVIMCO_ELBO(num_particles=2)`` and an undeclared dim of size 2)."""
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            fn, value = site["fn"], site["value"]
+            shape = getattr(fn, "batch_shape", ())
+            if site["is_observed"] and torch.is_tensor(value):
+                event_dim = len(getattr(fn, "event_shape", ()))
+                try:
+                    shape = torch.broadcast_shapes(shape, value.shape[: value.dim() - event_dim])
+                except RuntimeError:  # the program's own shape error: log_prob reports it
+                    continue
+            if any(size != 1 for size in shape[: max(len(shape) - max_plate_nesting, 0)]):
+                raise ValueError(
+                    f"site {name!r} has batch dims outside any plate (invalid log_prob shape "
+                    f"{tuple(shape)}, max_plate_nesting={max_plate_nesting}); declare them with "
+                    "pyro.plate or .to_event()"
+                )
 
 
 class _SampleWithoutPath(Messenger):
@@ -174,9 +205,12 @@ def _rescore_guide(
     The tensors to stop are the leaves of the autograd graph of the drawn trace's values and
     ``log_prob``\ s (``pyro.param``\ s, ``PyroModule`` and ``pyro.module`` parameters, unregistered
     ``nn.Module`` parameters, plain tensors with ``requires_grad``), so nothing depends on the
-    param store. A site of the re-run whose density still reaches a tensor requiring grad other
-    than through the replayed values (a parameter computed outside the guide, whose graph is
-    already built) is an error naming the site.
+    param store. A site of the re-run whose density still reaches one of them, a ``pyro.param``
+    or an ``nn.Parameter`` other than through the replayed values (a parameter computed outside
+    the guide, whose graph is already built) is an error naming the site. A plain tensor with
+    ``requires_grad`` that the re-run creates itself (e.g. ``torch.tensor(0.5,
+    requires_grad=True)`` written in the guide, as in Pyro's ``test_valid_models``) is a
+    constant of that call: nothing can read its gradient, so it is left alone.
     """
     roots = [
         site[key] for site in guide_trace.nodes.values()
@@ -191,10 +225,18 @@ def _rescore_guide(
         rescored = prune_subsample_sites(rescored)
         # inside: conditioned flows compute their parameters lazily, in log_prob
         _compute_log_prob(rescored)
+    stopped_ids = {id(leaf) for leaf in leaves}
+    store_ids = {id(p) for _, p in pyro.get_param_store().named_parameters()}
     for name, site in rescored.nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
-        unstopped = _leaves([site["log_prob"]], stop=_GradScale._backward_cls)
+        # a plain tensor with requires_grad created by the re-run itself (``torch.tensor(0.5,
+        # requires_grad=True)`` inside the guide) is no parameter: nothing can read its gradient
+        unstopped = {
+            key: leaf
+            for key, leaf in _leaves([site["log_prob"]], stop=_GradScale._backward_cls).items()
+            if key in stopped_ids or key in store_ids or isinstance(leaf, torch.nn.Parameter)
+        }
         if unstopped:
             shapes = [tuple(t.shape) for t in unstopped.values()]
             raise ValueError(
@@ -444,6 +486,15 @@ def _diagnose_plate_error(
         _check_batch_dims(traces, max_plate_nesting, 0)
     except ValueError as cause:
         raise cause from error
+    found = re.search(r"invalid shape of pyro\.param\((.*?), \.\.\., event_dim=(\d+)\): ([^\n]*)", str(error))
+    if found:  # a param's batch dim that no plate declares, where the particle plate goes
+        name, event_dim, shape = found.groups()
+        raise ValueError(
+            f"pyro.param({name!r}, ..., event_dim={event_dim}) has shape {shape.strip()}: a batch "
+            f"dim left of every plate (max_plate_nesting={max_plate_nesting}), where the particle "
+            "plate of num_particles > 1 goes (invalid shape of pyro.param); declare that dim with "
+            "pyro.plate, fold it into event_dim, or pass max_plate_nesting large enough to hold it"
+        ) from error
 
 
 def trace_elbo_log_r(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> MultiFrameTensor:

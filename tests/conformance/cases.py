@@ -94,6 +94,7 @@ HVI_NEEDS_CONTINUOUS = Expect("refuse", error=ValueError,
 WARN_GUIDE = Expect("warn", error=UserWarning, match="Found vars in model but not guide", pyro=True)
 WARN_MODEL = Expect("warn", error=UserWarning, match="Found non-auxiliary vars in guide but not model",
                     pyro=True)
+ENUM_WARNING = "If you want to enumerate sites, you need to use TraceEnum_ELBO instead"
 SHAPE_ERROR = Expect("refuse", error=ValueError,
                      match="Model and guide shapes disagree at site 'z'", pyro=True)
 
@@ -112,7 +113,6 @@ DEFAULT: Dict[str, Expect] = {
 }
 
 PARTICLES = ("iwae", "stl", "dreg", "vimco", "score_function", "hvi0", "hvi2", "rws", "ws")
-DEGENERATE = "named errors for degenerate programs (issue 24, item 3)"
 NEEDS_DATA_PLATE = Expect("refuse", error=ValueError, match="no vectorized plate named 'data'")
 #: one plate rule: a program without a vectorized data plate is one data point for every
 #: particle estimator (the DEFAULT outcome); (reweighted) wake-sleep refuses it by name
@@ -144,6 +144,17 @@ OVERRIDES: Dict[str, Dict[str, Expect]] = {
                      pyro=True) for c in PARTICLES},
         "hvi2": Expect("refuse", error=ValueError, match="model latent site 'c' has no site in the guide"),
     },
+    # IWAE refuses a guide site marked for enumeration by name; the others sample it after
+    # Pyro's check_if_enumerated warning (as Trace_ELBO does)
+    "guide_enumerated": {
+        **{c: Expect("warn", error=UserWarning, match=ENUM_WARNING, pyro=True) for c in PARTICLES},
+        **{c: Expect("refuse", error=ValueError, match="guide site 'c' is enumerated")
+           for c in ("iwae", "stl", "dreg")},
+        "hvi2": HVI_NEEDS_CONTINUOUS,
+    },
+    # the particle plate of k >= 2 goes at dim -2, where the param has a batch dim of size 4
+    "param_batch_dim": {"vimco": Expect("refuse", error=ValueError,
+                                        match="pyro.param('phi_extra', ..., event_dim=0) has shape")},
     "nonreparameterized": {
         "iwae": Expect("unbiased", samples=20000),
         "stl": NEEDS_RSAMPLE,
@@ -184,13 +195,9 @@ OVERRIDES: Dict[str, Dict[str, Expect]] = {
     # k>=2 particles lie in a plate left of the user's plates (as with Pyro's
     # vectorize_particles=True): the user's own shape assertion sees them
     "shape_assertion": {"vimco": Expect("refuse", error=AssertionError, match="z.shape=(2, 3)")},
-    "extra_batch_dim": {
-        **{c: Expect("refuse", error=ValueError, match="site 'z' has batch dims outside any plate")
-           for c in PARTICLES},
-        "vimco": Expect("refuse", error=ValueError, match="site 'z' has batch dims outside any plate",
-                        pending=f"{DEGENERATE}: TraceVIMCO_ELBO(2) broadcasts its 2 particles into the "
-                                "unplated batch dim of size 2 and returns a loss"),
-    },
+    # refused by site name, also where the dim has the particle plate's size (VIMCO's 2)
+    "extra_batch_dim": {c: Expect("refuse", error=ValueError, match="site 'z' has batch dims outside any plate")
+                        for c in PARTICLES},
     "no_latents": {
         "hvi2": Expect("refuse", error=ValueError, match="the model has no latent sample site"),
         # (reweighted) wake-sleep trains q(h|x) on the model's latents: without any, refused by name

@@ -291,7 +291,27 @@ def auxiliary_guide(x):  # a guide-only site whose entropy depends on the discre
         pyro.sample("a", dist.Normal(0.0, torch.exp(1.5 * c)), infer={"is_auxiliary": True})
 
 
+def guide_enumerated_guide(x):  # the guide marks its Bernoulli site for enumeration
+    phi = pyro.param("phi", _t([0.5, -0.3, 0.2]))
+    with pyro.plate("data", len(x)):
+        pyro.sample("c", dist.Bernoulli(logits=_tile(phi, len(x))), infer={"enumerate": "parallel"})
+
+
 # -- shapes -----------------------------------------------------------------------------------
+def param_batch_dim_guide(x):  # a param with event_dim=0 whose dim -2 no plate declares
+    with pyro.plate("data", len(x)):
+        extra = pyro.param("phi_extra", torch.ones(4, 1, dtype=D), event_dim=0)  # broadcasts
+        loc = pyro.param("phi_loc", _t([0.1, -0.4, 0.3]), event_dim=0)
+        pyro.sample("z", dist.Normal(loc * extra.mean(), 0.8))
+
+
+def fresh_leaf_guide(x):  # a tensor with requires_grad created by the guide at every call
+    loc = pyro.param("phi_loc", _t([0.1, -0.4, 0.3]))
+    scale = torch.tensor(0.8, dtype=D, requires_grad=True)
+    with pyro.plate("data", len(x)):
+        pyro.sample("z", dist.Normal(_tile(loc, len(x)), scale))
+
+
 def event_dim_model(x):  # x: (3, 2), the last dim an event
     theta = pyro.param("theta", _t(0.2))
     with pyro.plate("data", x.shape[0]):
@@ -452,6 +472,12 @@ SHAPES = [
           discrete_guide, _x3, _discrete_exact, _rep),
     Shape("auxiliary_site", "sites", "an auxiliary guide-only site ``a`` whose entropy depends on "
           "the Bernoulli ``c``", discrete_model, auxiliary_guide, _x3),
+    Shape("guide_enumerated", "sites", "the guide's Bernoulli ``c`` marked ``enumerate='parallel'``",
+          discrete_model, guide_enumerated_guide, _x3),
+    Shape("param_batch_dim", "shapes", "a guide ``pyro.param`` of shape (4, 1), ``event_dim=0``, in "
+          "``data``: dim -2 undeclared", one_plate_model, param_batch_dim_guide, _x3),
+    Shape("fresh_leaf", "shapes", "the guide creates ``torch.tensor(0.8, requires_grad=True)`` at each "
+          "call", one_plate_model, fresh_leaf_guide, _x3),
     Shape("param_event_dim", "shapes", "``pyro.param(..., event_dim=1)`` inside ``data``",
           event_dim_model, event_dim_guide, lambda: (_t([[0.3, 1.0], [-1.2, 0.1], [0.8, -0.5]]),)),
     Shape("dynamic_sites", "shapes", "one site per observation, 2 then 3 in two calls",

@@ -167,12 +167,14 @@ def test_batch_value_equals_sum_of_single_points():
         with pyro.plate("data", len(x)):
             pyro.sample("z", dist.Delta(z, log_density=log_q, event_dim=1))
 
-    elbo = TraceIWAE_ELBO(k)
+    # the particle dim is made by hand (eps): max_plate_nesting given, else the guess refuses
+    # the undeclared dim of size k
+    elbo = TraceIWAE_ELBO(k, max_plate_nesting=1)
     batch = elbo.loss(model, guide, x, eps)
     singles = [elbo.loss(model, guide, x[n : n + 1], eps[:, n : n + 1]) for n in range(len(x))]
     assert batch == pytest.approx(sum(singles), rel=1e-12)
     # the lumped bound over the whole batch (one log-mean-exp) is a different number
-    lumped = -TraceIWAE_ELBO(k, nested=True, num_local_particles=1).loss(
+    lumped = -TraceIWAE_ELBO(k, nested=True, num_local_particles=1, max_plate_nesting=1).loss(
         lambda x, e: model(x, e), lambda x, e: guide(x, e.unsqueeze(1)), x, eps
     )
     assert lumped < -batch - 0.1
