@@ -270,7 +270,7 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
 
 def mixing_report(table) -> Dict[str, Any]:
     """The report's ``chains`` entry: the sampler, R-hat, bulk and tail ESS of the chain
-    statistics, ``mixed`` (R-hat <= :data:`MAX_RHAT` and bulk ESS >= :data:`MIN_ESS` for each of
+    statistics, ``mixed`` (R-hat <= ``MAX_RHAT`` (1.05) and bulk ESS >= ``MIN_ESS`` (100) for each of
     :data:`MIXING_STATISTICS`), and for PT each chain's ladder and swap rates."""
     rows = [name for name in ("energy", "free_energy", "mean_hidden", "mean_visible") if name in table.index]
     out = {"sampler": table.attrs.get("sampler"),
