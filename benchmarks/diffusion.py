@@ -15,8 +15,21 @@
    PyTorch loop doing the same arithmetic in the same process (untrained networks: the time
    does not depend on the weights); the ratio is ours / hand-written.
 
+5. Quality at equal wall-clock budgets (``--quality``, MNIST IDX files in ``--data-root``): the
+   ``ddpm``, ``improved`` and ``vdm`` objectives of ``pyro-deepgen diffusion --data mnist`` (their
+   default networks, learning rates and batch size), the VDM without its histogram base denoiser,
+   and a RealNVP :class:`~pyro_deepgen.distributions.FlowDensity` on the 784 pixels (uniformly
+   dequantized), each trained for ``--budget`` seconds on the seeded 90/10 split of mnist-5k and
+   scored on the 500 held-out images in bits/dim (+- s.e.) against the per-pixel 256-way histogram
+   of the same training images; with ``--ode-test N`` also the VDM's probability-flow ODE bound on
+   the first N held-out images. The budget is met by epochs: the first epoch is timed, the run
+   plans ``round(budget / first epoch seconds)`` epochs (at least 1) and anneals the learning
+   rate from lr to lr/10 along a half cosine over them (the experiment's schedule).
+
     python benchmarks/diffusion.py --quick
     python benchmarks/diffusion.py --sampling-only
+    python benchmarks/diffusion.py --quality --budget 150 --out results/bench_diffusion_quality
+    python benchmarks/diffusion.py --quality --quick   # a smoke run, under a minute
     python benchmarks/diffusion.py --out results/bench_diffusion
 """
 import argparse
@@ -41,6 +54,8 @@ from pyro_deepgen.nn import UNet  # noqa: E402
 from pyro_deepgen.train import fit  # noqa: E402
 
 LEVELS = 17  # sklearn digits have grey levels 0..16
+#: the models of ``--quality``
+QUALITY_MODELS = ("ddpm", "improved", "vdm", "vdm-no-base", "flow")
 
 
 def _time(fn, repeats):
@@ -226,9 +241,134 @@ def vae_log_likelihood(args, data):
     }
 
 
+class _BudgetSpent(Exception):
+    """Raised by the time-budget callback to end :func:`fit` after the planned epochs."""
+
+
+def _budget_fit(model, guide, x, budget, lr, **kwargs):
+    """:func:`fit` for about ``budget`` seconds: plans ``round(budget / first epoch)`` epochs
+    after the first one and anneals lr to lr/10 along a half cosine over the planned epochs.
+    Returns ``(epochs, seconds)``."""
+    plan = {"epochs": None, "done": 0, "seconds": 0.0}
+
+    def factor(epoch):
+        n = plan["epochs"]
+        if n is None or n <= 1:
+            return 1.0
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(epoch, n) / n))
+
+    def callback(epoch, history):
+        plan["done"], plan["seconds"] = epoch, history.seconds
+        if plan["epochs"] is None:
+            plan["epochs"] = max(1, round(budget / max(history.seconds, 1e-9)))
+        if epoch >= plan["epochs"]:
+            raise _BudgetSpent
+
+    try:
+        fit(model, guide, x, lr=lr, epochs=10 ** 6, clip_norm=1.0, callback=callback, progress=False,
+            lr_schedule=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor), **kwargs)
+    except _BudgetSpent:
+        pass
+    return plan["done"], plan["seconds"]
+
+
+def _row(name, nats, dims, epochs, seconds, eval_seconds, **extra):
+    bits = -nats / (dims * math.log(2))
+    n = len(nats)
+    row = {"model": name, "bits_per_dim": bits.mean().item(), "bits_per_dim_stderr": (bits.std() / math.sqrt(n)).item(),
+           "nats": nats.mean().item(), "num_test": n, "epochs": epochs, "train_seconds": seconds,
+           "eval_seconds": eval_seconds, **extra}
+    print(f"[quality] {name:>18}: {row['bits_per_dim']:.3f} +- {row['bits_per_dim_stderr']:.3f} bits/dim "
+          f"({epochs} epochs, {seconds:.0f} s training, {eval_seconds:.0f} s evaluation)", flush=True)
+    return row
+
+
+def quality(args):
+    """Bits/dim of the diffusion objectives, the VDM without base denoiser and a RealNVP flow on
+    mnist-5k's held-out images, each trained for ``args.budget`` seconds."""
+    from pyro_deepgen.distributions import FlowDensity
+    from pyro_deepgen.experiments import diffusion as exp
+    from pyro_deepgen.models.diffusion_samplers import ode_variational_bound
+    from pyro_deepgen.models.vdm import VariationalDiffusion
+
+    rows = []
+    base = dict(data="mnist", data_root=str(args.data_root), seed=args.seed, progress=False)
+    if args.quick:
+        base.update(num_train=256, max_test=64, base_channels=4)
+    dims = 784
+    for name in args.models:
+        pyro.clear_param_store()
+        torch.manual_seed(args.seed)
+        objective = "vdm" if name.startswith("vdm") else ("ddpm" if name == "flow" else name)
+        config = exp.DiffusionConfig(objective=objective, out=Path("unused"), **base).resolved()
+        x_train, x_test, info = exp.load(config)
+        if name == "flow":
+            hidden = (64,) if args.quick else tuple(args.flow_hidden)
+            d = FlowDensity(dims, "realnvp", depth=args.flow_depth, hidden_dims=hidden, levels=256)
+            try:
+                epochs, seconds = _budget_fit(d.model, d.guide, x_train.reshape(len(x_train), -1), args.budget,
+                                              args.flow_lr, loss=Trace_ELBO(), batch_size=64, seed=args.seed)
+            except (ValueError, FloatingPointError) as e:  # a diverged flow (NaN) is a result, not a crash
+                print(f"[quality] {name:>18}: training diverged: {str(e).splitlines()[0][:200]}", flush=True)
+                rows.append({"model": name, "diverged": str(e).splitlines()[0][:500], "lr": args.flow_lr})
+                continue
+            start = time.time()
+            with torch.no_grad():
+                nats = d.log_likelihood(x_test.reshape(len(x_test), -1), num_samples=args.flow_eval_samples)
+            rows.append(_row(name, nats, dims, epochs, seconds, time.time() - start,
+                             settings=f"RealNVP depth {args.flow_depth}, hidden {list(hidden)}, lr {args.flow_lr}"))
+            continue
+        if name == "vdm-no-base":
+            d = exp.build_vdm(config, info)
+            shape = info["event_shape"]
+            d = VariationalDiffusion(d.net, shape, num_levels=256, base_logits=None)
+        else:
+            d = exp.build(config, info, x_train)
+        loss = DiffusionELBO("elbo" if objective == "vdm" else config.loss)
+        epochs, seconds = _budget_fit(d.model, d.guide, x_train, args.budget, config.lr, loss=loss,
+                                      batch_size=config.batch_size, seed=args.seed)
+        d.eval()
+        torch.manual_seed(args.seed)
+        start = time.time()
+        with torch.no_grad():
+            if objective == "vdm":
+                bound = d.bound(x_test, num_samples=exp.VDM_BOUND_SAMPLES, batch_size=250)
+            else:
+                bound = d.bound(x_test, estimator="trajectory")
+        extra = {"lr": config.lr, "batch_size": config.batch_size, "base_channels": config.base_channels}
+        if objective == "vdm" and args.ode_test > 0:
+            ode_start = time.time()
+            ode = ode_variational_bound(d, x_test[: args.ode_test], args.ode_test_steps, num_probes=1,
+                                        method=exp.ODE_METHOD, batch_size=100, progress=False)
+            ode_bits = -ode / (dims * math.log(2))
+            same = bound.bits_per_dim[: args.ode_test]
+            extra.update(ode_bits_per_dim=ode_bits.mean().item(),
+                         ode_bits_per_dim_stderr=(ode_bits.std() / math.sqrt(len(ode))).item(),
+                         ode_num_test=len(ode), ode_steps=args.ode_test_steps,
+                         bound_bits_per_dim_same_images=same.mean().item(), ode_seconds=time.time() - ode_start)
+            print(f"[quality] {name:>18}: ODE bound {extra['ode_bits_per_dim']:.3f} +- "
+                  f"{extra['ode_bits_per_dim_stderr']:.3f} bits/dim on the first {len(ode)} test images "
+                  f"(diffusion bound {extra['bound_bits_per_dim_same_images']:.3f} on them; "
+                  f"{args.ode_test_steps} RK4 steps, {extra['ode_seconds']:.0f} s)", flush=True)
+        rows.append(_row(name, bound.nats.detach(), dims, epochs, seconds, time.time() - start, **extra))
+    hist = exp.histogram_bits_per_dim(x_train.cpu(), x_test.cpu(), 256)
+    print(f"[quality] {'histogram':>18}: {hist:.3f} bits/dim (per-pixel 256-way, add-one smoothing, same "
+          f"{len(x_train)} training images)")
+    for r in rows:
+        if "bits_per_dim" in r:
+            r["ratio_to_histogram"] = r["bits_per_dim"] / hist
+    return {"quality": rows, "histogram_bits_per_dim": hist, "budget_seconds": args.budget,
+            "num_train": len(x_train), "num_test": len(x_test)}
+
+
 def main(args):
     torch.set_num_threads(max(1, torch.get_num_threads()))
     pyro.set_rng_seed(args.seed)
+    if args.quality:
+        results = {"device": str(args.device), "quick": args.quick, "torch_threads": torch.get_num_threads()}
+        results.update(quality(args))
+        _write(args, results)
+        return results
     data = load_train_test("digits", seed=args.seed)
     data = type(data)(data.x_train.to(args.device), data.y_train, data.x_test.to(args.device),
                       data.y_test, data.test_split, data.name)
@@ -270,8 +410,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
     p.add_argument("--data-root", type=Path,
-                   default=Path(__file__).resolve().parent.parent / "../shared/data/mnist-5k",
-                   help="MNIST folder (unused: the digits benchmark needs no files)")
+                   default=Path(__file__).resolve().parent.parent.parent / "shared/data/mnist-5k",
+                   help="MNIST IDX folder (for --quality; the other sections use the digits)")
     p.add_argument("--steps", type=int, default=100, help="diffusion steps T (default 100)")
     p.add_argument("--epochs", type=int, default=25, help="diffusion training epochs")
     p.add_argument("--base-channels", type=int, default=16, help="U-Net width")
@@ -288,7 +428,21 @@ def parse_args(argv=None):
     p.add_argument("--sampling-only", action="store_true", help="only the sampling-time table (section 4)")
     p.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50, 100], help="DDIM steps timed")
     p.add_argument("--ode-steps", type=int, nargs="+", default=[5, 10, 25], help="RK4 steps of the ODE timed")
+    p.add_argument("--quality", action="store_true",
+                   help="only the equal-budget quality comparison on mnist-5k (section 5)")
+    p.add_argument("--budget", type=float, default=150.0, help="training seconds per model of --quality")
+    p.add_argument("--models", nargs="+", default=list(QUALITY_MODELS), choices=QUALITY_MODELS,
+                   help="models of --quality")
+    p.add_argument("--flow-depth", type=int, default=8, help="RealNVP coupling layers of --quality")
+    p.add_argument("--flow-hidden", type=int, nargs="+", default=[512], help="RealNVP hidden sizes")
+    p.add_argument("--flow-lr", type=float, default=1e-3)
+    p.add_argument("--flow-eval-samples", type=int, default=4, help="dequantization draws per test image")
+    p.add_argument("--ode-test", type=int, default=100, help="held-out images of the VDM's ODE bound (0: none)")
+    p.add_argument("--ode-test-steps", type=int, default=20, help="RK4 steps of the ODE bound")
     args = p.parse_args(argv)
+    if args.quality and args.quick:
+        args.budget, args.ode_test, args.ode_test_steps, args.flow_depth = 3.0, 8, 4, 2
+        return args
     if args.quick:
         args.steps, args.epochs, args.vae_epochs, args.iwae_samples = 20, 1, 1, 10
         args.repeats, args.sample_batch, args.base_channels = 5, 16, 8
