@@ -226,15 +226,18 @@ def _rescore_guide(
         # inside: conditioned flows compute their parameters lazily, in log_prob
         _compute_log_prob(rescored)
     stopped_ids = {id(leaf) for leaf in leaves}
-    store_ids = {id(p) for _, p in pyro.get_param_store().named_parameters()}
+    store_ids = None  # the param store's tensors, gathered only when a site reaches a leaf (rare)
     for name, site in rescored.nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
+        reached = _leaves([site["log_prob"]], stop=_GradScale._backward_cls)
+        if reached and store_ids is None:
+            store_ids = {id(p) for _, p in pyro.get_param_store().named_parameters()}
         # a plain tensor with requires_grad created by the re-run itself (``torch.tensor(0.5,
         # requires_grad=True)`` inside the guide) is no parameter: nothing can read its gradient
         unstopped = {
             key: leaf
-            for key, leaf in _leaves([site["log_prob"]], stop=_GradScale._backward_cls).items()
+            for key, leaf in reached.items()
             if key in stopped_ids or key in store_ids or isinstance(leaf, torch.nn.Parameter)
         }
         if unstopped:
