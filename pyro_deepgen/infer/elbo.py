@@ -177,6 +177,7 @@ class ParticleELBO(ELBO):
         pathwise: Optional[bool] = None,
         rescore_guide: bool = False,
         prune: bool = True,
+        track_provenance: bool = False,
     ) -> ParticleTraces:
         """Draw ``num_particles`` vectorized particles with
         :func:`~pyro_deepgen.infer.particles.draw_particles` (guessing ``max_plate_nesting``
@@ -197,6 +198,7 @@ class ParticleELBO(ELBO):
             rescore_guide=rescore_guide,
             prune=prune,
             check_plate_nesting=getattr(self, "_given_max_plate_nesting", self.max_plate_nesting),
+            track_provenance=track_provenance,
         )
         if is_validation_enabled() and not self.refuses_enumerated:  # Pyro's warning
             check_if_enumerated(traces.guide)

@@ -28,8 +28,10 @@ import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.util import MultiFrameTensor, get_plate_stacks, is_validation_enabled
+from pyro.ops.provenance import track_provenance as tag_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.plate_messenger import PlateMessenger
+from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_model_guide_match
 
@@ -108,15 +110,26 @@ class _SampleWithoutPath(Messenger):
     Reparameterizable distributions are still drawn with ``rsample`` (so the random numbers are
     exactly those :class:`~pyro.infer.Trace_ELBO` would draw) and then detached; the others with
     ``sample``. Applied *outside* every plate so that sites are already broadcast, and before
-    the trace records them, so that the model is replayed at the detached values.
+    the trace records them, so that the model is replayed at the detached values. With
+    ``track_provenance=True`` each value is a :class:`~pyro.ops.provenance.ProvenanceTensor`
+    tagged with its site's name, so that every ``log_prob`` computed downstream records which
+    latent sites it depends on (read with :func:`~pyro.ops.provenance.get_provenance`).
     """
+
+    def __init__(self, track_provenance: bool = False) -> None:
+        super().__init__()
+        self.track_provenance = track_provenance
 
     def _pyro_sample(self, msg) -> None:
         if msg["is_observed"] or msg["value"] is not None or msg["done"]:
             return
         fn = msg["fn"]
-        value = fn.rsample() if fn.has_rsample else fn.sample()
-        msg["value"] = value.detach()
+        value = (fn.rsample() if fn.has_rsample else fn.sample()).detach()
+        if self.track_provenance and not isinstance(fn, _Subsample):
+            # every density computed from this value carries the site's name
+            # (pyro.ops.provenance; TraceGraph_ELBO's TrackNonReparam does the same)
+            value = tag_provenance(value, frozenset({msg["name"]}))
+        msg["value"] = value
 
 
 class _LocalParticlePlate(PlateMessenger):
@@ -292,6 +305,7 @@ def draw_particles(
     rescore_guide: bool = False,
     prune: bool = True,
     check_plate_nesting: Optional[int] = None,
+    track_provenance: bool = False,
 ) -> ParticleTraces:
     r"""Draw ``num_particles`` vectorized particles: the guide's trace and the model's trace
     replayed against it, with ``log_prob`` computed at every sample site.
@@ -329,6 +343,9 @@ def draw_particles(
         are fresh tensors so that transforms never answer from their cache.
     :param bool prune: drop the plates' subsample sites (keep them to replay the same minibatch
         indices later).
+    :param bool track_provenance: with ``pathwise=False`` only: tag every drawn latent value
+        with its site's name (:class:`_SampleWithoutPath`), so that each site's ``log_prob``
+        carries the set of guide sites it depends on.
     :param int check_plate_nesting: the ``max_plate_nesting`` the user gave, for Pyro's
         model/guide check (plus the particle plates, as Pyro's vectorized ELBO counts them);
         ``None`` (not given) checks with ``inf``, as :class:`~pyro.infer.Trace_ELBO` does.
@@ -349,7 +366,9 @@ def draw_particles(
             fn = plate(fn)
         return fn
 
-    sampler = wrap(guide) if pathwise else _SampleWithoutPath()(wrap(guide))
+    if track_provenance and pathwise:
+        raise ValueError("draw_particles: track_provenance=True needs pathwise=False")
+    sampler = wrap(guide) if pathwise else _SampleWithoutPath(track_provenance)(wrap(guide))
     try:
         guide_trace = poutine.trace(sampler).get_trace(*args, **kwargs)
     except ValueError as error:

@@ -16,13 +16,15 @@ plate) or ``(P, 1)`` (sites outside it) with
 density (as in the ELBO) and the unscaled one (the density of what was actually drawn).
 
 :func:`plate_rao_blackwellized_costs` gives instead, for each guide site, its learning signal
-Rao-Blackwellized over *every* plate (Pyro's plate rule), in the shape of the site's
+Rao-Blackwellized over *every* plate (Pyro's plate rule) and optionally over the sites it does
+not reach (provenance tracking, Pyro's ``TraceGraph_ELBO`` rule), in the shape of the site's
 ``log_prob`` (used by :class:`~pyro_deepgen.infer.TraceScoreFunction_ELBO`).
 """
 from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from pyro import poutine
+from pyro.ops.provenance import extract_provenance
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 
@@ -100,9 +102,13 @@ def _plate_frames(site: Dict) -> FrozenSet[Tuple[str, int]]:
 
 
 def plate_rao_blackwellized_costs(
-    model_trace: poutine.Trace, guide_trace: poutine.Trace, sites: Sequence[str]
+    model_trace: poutine.Trace,
+    guide_trace: poutine.Trace,
+    sites: Sequence[str],
+    provenance: bool = False,
 ) -> Dict[str, torch.Tensor]:
-    r"""The learning signal of each guide site in ``sites``, Rao-Blackwellized over every plate.
+    r"""The learning signal of each guide site in ``sites``, Rao-Blackwellized over every plate
+    and, with ``provenance=True``, over every site it does not reach.
 
     The cost of the program is :math:`f = \sum_t c_t` over every sample site :math:`t` of the
     model (:math:`c_t = \log p`) and of the guide (:math:`c_t = -\log q`), each scaled and
@@ -111,29 +117,40 @@ def plate_rao_blackwellized_costs(
     over those of :math:`F_s`: each element (plate slice) of :math:`\log q(z_s)` is weighted by
     the terms of its own slice and by the terms of every plate it does not lie in, never by the
     other slices of its plates, which are conditionally independent of it. This is the rule of
-    Pyro's :class:`~pyro.infer.Trace_ELBO` (``MultiFrameTensor.sum_to``); unlike Pyro's
-    :class:`~pyro.infer.TraceGraph_ELBO` it keeps terms that do not depend on :math:`z_s`
-    (zero-mean, so the estimator stays unbiased), since it tracks plates, not provenance.
+    Pyro's :class:`~pyro.infer.Trace_ELBO` (``MultiFrameTensor.sum_to``).
 
-    The returned tensors are detached and have the shape of the site's ``log_prob``.
+    With ``provenance=True`` (the traces drawn with ``track_provenance=True``), a term
+    :math:`c_t` enters the signal of :math:`s` only if it was computed from :math:`z_s`
+    (:math:`s` is in :func:`~pyro.ops.provenance.get_provenance` of :math:`c_t`): the rule of
+    Pyro's :class:`~pyro.infer.TraceGraph_ELBO`. A term that does not depend on :math:`z_s`
+    has zero mean against :math:`\nabla\log q(z_s)`, so dropping it keeps the estimator
+    unbiased and lowers its variance. Dependence is tracked through tensor operations only:
+    a value that leaves torch (``.item()``, ``float()``, Python control flow on :math:`z_s`)
+    loses it, as in ``TraceGraph_ELBO``.
+
+    The returned tensors are detached, free of provenance, and have the shape of the site's
+    ``log_prob``.
     """
-    groups: Dict[FrozenSet, torch.Tensor] = {}
+    groups: Dict[Tuple[FrozenSet, FrozenSet], torch.Tensor] = {}
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         for site in trace.nodes.values():
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
-            key = _plate_frames(site)
-            lp = sign * site["log_prob"].detach()
+            lp, sources = extract_provenance(site["log_prob"])
+            key = (_plate_frames(site), frozenset(sources) if provenance else frozenset())
+            lp = sign * lp.detach()
             groups[key] = groups[key] + lp if key in groups else lp
     out: Dict[str, torch.Tensor] = {}
-    reduced: Dict[Tuple[FrozenSet, FrozenSet], torch.Tensor] = {}
+    reduced: Dict[Tuple[FrozenSet, FrozenSet, FrozenSet], torch.Tensor] = {}
     for name in sites:
         site = guide_trace.nodes[name]
         target = _plate_frames(site)
         shape = site["log_prob"].shape
-        total = site["log_prob"].new_zeros(())
-        for frames, value in groups.items():
-            key = (frames, target)
+        total = extract_provenance(site["log_prob"])[0].new_zeros(())
+        for (frames, sources), value in groups.items():
+            if provenance and name not in sources:
+                continue
+            key = (frames, sources, target)
             if key not in reduced:
                 dims = [d for n, d in frames - target if -value.dim() <= d and value.shape[d] != 1]
                 reduced[key] = value.sum(dims, keepdim=True) if dims else value

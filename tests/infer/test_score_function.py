@@ -228,9 +228,12 @@ def test_pyro_plate_shape():
 
 @pytest.mark.parametrize("num_particles", [1, 3])
 @pytest.mark.parametrize("site", ["nonreparam", "bernoulli"])
-def test_equals_trace_elbo_on_score_function_sites(site, num_particles):
-    # where Trace_ELBO itself uses the score function (sites without rsample) and no control
-    # variate is used, value and gradient equal Trace_ELBO's with vectorized particles, same seed
+@pytest.mark.parametrize("rao_blackwellize,Reference", [("plates", Trace_ELBO), ("provenance", TraceGraph_ELBO)])
+def test_equals_pyro_on_score_function_sites(site, num_particles, rao_blackwellize, Reference):
+    # where Pyro itself uses the score function (sites without rsample) and no control variate
+    # is used, value and gradient equal Pyro's with vectorized particles, same seed: Trace_ELBO's
+    # with the plate rule, TraceGraph_ELBO's with provenance tracking (g's signal then leaves
+    # out log p(z) - log q(z), which do not depend on g: the two gradients differ for m)
     data = torch.tensor([-0.5, 2.0])
 
     def latent(p):
@@ -249,13 +252,19 @@ def test_equals_trace_elbo_on_score_function_sites(site, num_particles):
 
     results = []
     for elbo in (
-        Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1),
-        TraceScoreFunction_ELBO(num_particles, control_variate=None, max_plate_nesting=1),
+        Reference(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1),
+        TraceScoreFunction_ELBO(num_particles, control_variate=None, max_plate_nesting=1,
+                                rao_blackwellize=rao_blackwellize),
     ):
         pyro.clear_param_store()
         pyro.set_rng_seed(5)
-        loss = elbo.differentiable_loss(model, guide)
-        results.append((loss.item(), torch.autograd.grad(loss, [pyro.param("m"), pyro.param("loc")])))
+        if isinstance(elbo, TraceGraph_ELBO):  # Pyro's value and surrogate
+            value, loss = elbo._loss_and_surrogate_loss(model, guide, (), {})
+            value = -value.item()  # Pyro returns the ELBO here
+        else:
+            loss = elbo.differentiable_loss(model, guide)
+            value = loss.item()
+        results.append((value, torch.autograd.grad(loss, [pyro.param("m"), pyro.param("loc")])))
     (expected, expected_grads), (actual, grads) = results
     assert actual == pytest.approx(expected, rel=1e-6)
     for g, e in zip(grads, expected_grads):
@@ -289,3 +298,59 @@ def test_program_without_latents_is_log_likelihood():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     (grad,) = torch.autograd.grad(loss, [theta.unconstrained()])
     assert grad.item() == pytest.approx(-(x - 0.2).sum().item(), rel=1e-5)
+
+
+def _chain_gradient_draws(rao_blackwellize, n=N, seed=0):
+    """n independent draws (one per row, each row with its own parameters) of the guide
+    gradient on a two-site chain: q(z1) q(z2 | z1), p(z1) p(z2 | z1) p(x | z1, z2)."""
+    x = torch.full((n,), 1.5)
+
+    def model():
+        with pyro.plate("data", n):
+            z1 = pyro.sample("z1", dist.Bernoulli(logits=torch.tensor(2.5)))
+            z2 = pyro.sample("z2", dist.Bernoulli(logits=-0.5 + 1.2 * z1))
+            pyro.sample("x", dist.Normal(z1 + 2.0 * z2, 1.0), obs=x)
+
+    def guide():
+        a = pyro.param("a", torch.full((n,), -1.0))
+        b = pyro.param("b", torch.full((n,), 0.4))
+        with pyro.plate("data", n):
+            z1 = pyro.sample("z1", dist.Bernoulli(logits=a))
+            pyro.sample("z2", dist.Bernoulli(logits=b - 0.7 * z1))
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    elbo = TraceScoreFunction_ELBO(1, control_variate=None, rao_blackwellize=rao_blackwellize)
+    loss = elbo.differentiable_loss(model, guide)
+    return [-g for g in torch.autograd.grad(loss, [pyro.param("a"), pyro.param("b")])]
+
+
+def _chain_exact():
+    """The ELBO's gradient w.r.t. (a, b) of one row, by enumerating the 4 states."""
+    a = torch.tensor(-1.0, requires_grad=True)
+    b = torch.tensor(0.4, requires_grad=True)
+    elbo = 0.0
+    for z1 in (0.0, 1.0):
+        for z2 in (0.0, 1.0):
+            z1_, z2_ = torch.tensor(z1), torch.tensor(z2)
+            log_q = dist.Bernoulli(logits=a).log_prob(z1_) + dist.Bernoulli(logits=b - 0.7 * z1_).log_prob(z2_)
+            log_p = (dist.Bernoulli(logits=torch.tensor(2.5)).log_prob(z1_)
+                     + dist.Bernoulli(logits=-0.5 + 1.2 * z1_).log_prob(z2_)
+                     + dist.Normal(z1_ + 2.0 * z2_, 1.0).log_prob(torch.tensor(1.5)))
+            elbo = elbo + log_q.exp() * (log_p - log_q)
+    return [g.reshape(1) for g in torch.autograd.grad(elbo, [a, b])]
+
+
+def test_provenance_rule_is_unbiased_on_a_chain_and_lowers_variance():
+    # N = 20000 independent one-particle draws, seeded: under both rules the mean gradient is
+    # within 4 standard errors (+1e-3) of the enumerated one (z1 reaches every term through
+    # q(z2 | z1) and p(z2 | z1), so provenance must keep them all for z1). z2's signal under
+    # provenance leaves out log p(z1) - log q(z1), which do not depend on z2: its variance
+    # drops (measured ratio 0.23 here); the plate rule keeps them.
+    exact = _chain_exact()
+    draws = {rule: _chain_gradient_draws(rule) for rule in ("provenance", "plates")}
+    for rule, g in draws.items():
+        bm.assert_unbiased([d.unsqueeze(-1) for d in g], exact)
+    assert draws["provenance"][1].var() < 0.5 * draws["plates"][1].var()
+    # z1 depends on everything downstream: same signal, same draws (same seed)
+    assert torch.allclose(draws["provenance"][0], draws["plates"][0])
