@@ -234,10 +234,15 @@ class TraceHVI_ELBO(ParticleELBO):
             transform = biject_to(site["fn"].support)
             u = transform.inv(site["value"])
             event_dim = transform.domain.event_dim
-            shape = [1] + list(u.shape[1:])
+            # one parameter per element of the site's value, shared over the particles and the
+            # data plate (absent dims stay absent: at k=1 there is no particle dim to add)
+            shape = list(u.shape)
             for frame in site["cond_indep_stack"]:
-                if frame.vectorized and frame.name == self.plate_name:
-                    shape[u.dim() - event_dim + frame.dim] = 1
+                if not frame.vectorized or frame.name not in (self.plate_name, PARTICLE_PLATE):
+                    continue
+                index = u.dim() - event_dim + frame.dim
+                if 0 <= index < len(shape):
+                    shape[index] = 1
             sites.append(
                 _Site(name, transform, event_dim, site["scale"], site["mask"], tuple(shape))
             )

@@ -302,3 +302,28 @@ def test_degenerate_programs(num_steps):
     else:
         with pytest.raises(ValueError, match=r"no latent sample site.*use num_steps=0"):
             TraceHVI_ELBO(num_steps=num_steps).loss(observed_only, empty)
+
+
+def test_steps_keep_the_users_shapes_at_one_particle():
+    # at k=1 there is no particle dim: a scalar global latent stays () and a latent in a user
+    # plate (not the data plate) stays (2,) in every model run of the leapfrog steps, as under
+    # Trace_ELBO (the per-site step sizes once broadcast a scalar site to (1,))
+    shapes = []
+
+    def model():
+        a = pyro.sample("a", dist.Normal(0.0, 1.0))
+        with pyro.plate("plate", 2):
+            b = pyro.sample("b", dist.Normal(a, 1.0))
+        shapes.append((a.shape, b.shape))
+
+    def guide():
+        pyro.sample("a", dist.Normal(pyro.param("m", torch.tensor(0.1)), 1.0))
+        with pyro.plate("plate", 2):
+            pyro.sample("b", dist.Normal(pyro.param("mb", torch.zeros(2)), 1.0))
+
+    pyro.clear_param_store()
+    loss = TraceHVI_ELBO(num_steps=2).differentiable_loss(model, guide)
+    assert torch.isfinite(loss)
+    assert len(shapes) >= 3 and set(shapes) == {(torch.Size([]), torch.Size([2]))}, shapes
+    # the per-element step sizes of b are not shared across the user plate's elements
+    assert pyro.param("hvi.b.step_size").shape == (2, 2)
