@@ -9,6 +9,7 @@ import torch
 
 from .base import EnergyModel, State
 from .gibbs import BlockGibbs
+from .rbm import RBM, bernoulli_sample
 
 
 def geometric_ladder(num_temperatures: int, min_beta: float) -> torch.Tensor:
@@ -26,12 +27,25 @@ def geometric_ladder(num_temperatures: int, min_beta: float) -> torch.Tensor:
     return float(min_beta) ** (k / (num_temperatures - 1))
 
 
-def _check_ladder(betas) -> torch.Tensor:
+def base_rate_ladder(num_temperatures: int, min_beta: float) -> torch.Tensor:
+    r"""The ladder of a base-rate path: :func:`geometric_ladder` ``(num_temperatures - 1,
+    min_beta)`` followed by :math:`\beta_K = 0` (the base-rate model itself), float64."""
+    if not isinstance(num_temperatures, int) or isinstance(num_temperatures, bool) or num_temperatures < 2:
+        raise ValueError(f"num_temperatures must be an integer >= 2 with a base rate (beta = 1 and the "
+                         f"beta = 0 base), got {num_temperatures!r}")
+    if num_temperatures == 2:
+        return torch.tensor([1.0, 0.0], dtype=torch.float64)
+    return torch.cat([geometric_ladder(num_temperatures - 1, min_beta), torch.zeros(1, dtype=torch.float64)])
+
+
+def _check_ladder(betas, allow_zero: bool = False) -> torch.Tensor:
     betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
     if betas.dim() != 1 or len(betas) < 1 or not torch.isfinite(betas).all():
         raise ValueError(f"betas must be a finite 1-D sequence of inverse temperatures, got {betas.tolist()}")
-    if betas[0] != 1 or (len(betas) > 1 and not (betas[1:] < betas[:-1]).all()) or betas[-1] <= 0:
-        raise ValueError("betas must decrease strictly from 1 = beta_0 > beta_1 > ... > beta_K > 0 "
+    end = ">= 0 (0: the base rate)" if allow_zero else "> 0 (beta_K = 0 needs a base_rate)"
+    if betas[0] != 1 or (len(betas) > 1 and not (betas[1:] < betas[:-1]).all()) or betas[-1] < 0 \
+            or (betas[-1] == 0 and not allow_zero):
+        raise ValueError(f"betas must decrease strictly from 1 = beta_0 > beta_1 > ... > beta_K {end} "
                          f"(the first replica samples the model itself); got {betas.tolist()}")
     return betas
 
@@ -92,10 +106,20 @@ class ParallelTempering(BlockGibbs):
 
     ``K + 1`` replicas run at the inverse temperatures :math:`1 = \beta_0 > \beta_1 > \dots >
     \beta_K > 0`, replica :math:`k` targeting :math:`p_{\beta_k}(x)\propto e^{-\beta_k E(x)}`
-    (no base-rate model: the RBM and DBM energies are linear in the parameters, so
-    :math:`p_\beta` is the model with every weight and bias scaled by :math:`\beta`; for a DBN
-    only the top RBM is tempered, see
-    :meth:`~pyro_deepgen.energy.EnergyModel.tempering_energy`). Every step is ``num_sweeps``
+    (the RBM and DBM energies are linear in the parameters, so :math:`p_\beta` is the model
+    with every weight and bias scaled by :math:`\beta`; for a DBN only the top RBM is
+    tempered, see :meth:`~pyro_deepgen.energy.EnergyModel.tempering_energy`).
+
+    **Base-rate hot end** (Bernoulli RBMs, ``base_rate`` = visible log-odds :math:`b_A`, e.g.
+    :func:`~pyro_deepgen.energy.base_rate_logits` of the training images): the replicas follow
+    the path of Salakhutdinov & Murray's AIS instead, :math:`p_\beta(v, h) \propto
+    p_A(v)^{1-\beta}\,e^{-\beta E(v, h)}` with :math:`p_A(v) \propto e^{b_A^\top v}`, the RBM
+    with weights :math:`\beta W`, hidden biases :math:`\beta c` and visible biases
+    :math:`\beta b + (1-\beta) b_A` (:meth:`_base_rate_sweep`); the swaps use
+    :math:`E_t = E + b_A^\top v` (:meth:`path_energy`). The ladder may then end at
+    :math:`\beta_K = 0`, where a sweep is an exact independent draw from the base rate
+    (independent pixels with the data marginals, uniform hidden units): every state the hot
+    end hands down is a fresh one. Default ladder :func:`base_rate_ladder`. Every step is ``num_sweeps``
     times: one block-Gibbs sweep of every replica at its own temperature (the model's
     :meth:`~pyro_deepgen.energy.EnergyModel.gibbs_step` with a ``beta`` per replica, one call
     for all replicas and chains), then one round of swaps between neighbours
@@ -145,6 +169,8 @@ class ParallelTempering(BlockGibbs):
     :param float adapt_rate: :math:`\kappa_0` (default 1.0).
     :param adapt_lag: :math:`t_0` (default 100 steps); ``None`` keeps :math:`\kappa_t =
         \kappa_0` (a constant rate, as PT-PCD uses while the model changes).
+    :param base_rate: visible log-odds :math:`b_A` ``(V,)`` of the base-rate hot end (RBMs with
+        Bernoulli visible units only; default ``None``: plain tempering).
     :param int swap_rounds: rounds of swaps after each sweep (default 1), alternating even and
         odd pairs. The energies do not change between rounds (they move with the states), so
         extra rounds cost almost nothing and let a state travel several rungs per sweep: the
@@ -161,19 +187,36 @@ class ParallelTempering(BlockGibbs):
     Vincent, O. Delalleau, *Tempered Markov Chain Monte Carlo for training of Restricted
     Boltzmann Machines*, AISTATS 2010. [3] W. D. Vousden, W. M. Farr, I. Mandel, *Dynamic
     temperature selection for parallel tempering in Markov chain Monte Carlo simulations*,
-    MNRAS 455 (2016), arXiv:1501.05823.
+    MNRAS 455 (2016), arXiv:1501.05823. [4] R. Salakhutdinov, I. Murray, *On the Quantitative
+    Analysis of Deep Belief Networks*, ICML 2008 (the base-rate path).
     """
 
     def __init__(self, model: EnergyModel, betas: Optional[Sequence[float]] = None,
                  num_temperatures: int = 8, min_beta: float = 0.5, num_sweeps: int = 1,
                  init: Optional[torch.Tensor] = None, num_particles: Optional[int] = None,
                  adapt: bool = True, adapt_rate: float = 1.0, adapt_lag: Optional[float] = 100,
-                 swap_rounds: int = 1) -> None:
+                 swap_rounds: int = 1, base_rate: Optional[torch.Tensor] = None) -> None:
         super().__init__(model, num_sweeps=num_sweeps, init=init, num_particles=num_particles)
         if isinstance(swap_rounds, bool) or not isinstance(swap_rounds, int) or swap_rounds < 1:
             raise ValueError(f"swap_rounds must be a positive integer (swap rounds per sweep), got {swap_rounds!r}")
         self.swap_rounds = swap_rounds
-        ladder = geometric_ladder(num_temperatures, min_beta) if betas is None else _check_ladder(betas)
+        if base_rate is not None:
+            if not isinstance(model, RBM) or model.visible != "bernoulli":
+                raise ValueError("base_rate needs an RBM with Bernoulli visible units (the base-rate path "
+                                 f"is written for it); got {type(model).__name__}"
+                                 f"{'' if not isinstance(model, RBM) else ' with ' + model.visible + ' units'}")
+            base_rate = torch.as_tensor(base_rate).detach()
+            if base_rate.shape != (model.num_visible,) or not torch.isfinite(base_rate).all():
+                raise ValueError(f"base_rate must be finite visible log-odds of shape ({model.num_visible},) "
+                                 f"(e.g. base_rate_logits(data)); got shape {tuple(base_rate.shape)}")
+            base_rate = base_rate.to(model.visible_bias)
+        self.base_rate = base_rate
+        if betas is not None:
+            ladder = _check_ladder(betas, allow_zero=base_rate is not None)
+        elif base_rate is not None:
+            ladder = base_rate_ladder(num_temperatures, min_beta)
+        else:
+            ladder = geometric_ladder(num_temperatures, min_beta)
         if not (isinstance(adapt_rate, (int, float)) and math.isfinite(adapt_rate) and adapt_rate >= 0):
             raise ValueError(f"adapt_rate must be a finite number >= 0, got {adapt_rate!r}")
         if adapt_lag is not None and not (isinstance(adapt_lag, (int, float)) and adapt_lag > 0):
@@ -250,11 +293,14 @@ class ParallelTempering(BlockGibbs):
         model = self.energy_model
         x = replicas[0]
         shape = (-1,) + (1,) * (x.dim() - 1)
-        replicas = model.gibbs_step(replicas, self.betas.to(x).reshape(shape))
+        if self.base_rate is None:
+            replicas = model.gibbs_step(replicas, self.betas.to(x).reshape(shape))
+        else:
+            replicas = self._base_rate_sweep(replicas, self.betas.to(x).reshape(shape))
         if self.num_temperatures == 1:
             self._advance(None)
             return replicas
-        energies = model.tempering_energy(*replicas)
+        energies = self.path_energy(*replicas)
         num_layers = len(replicas)
         first_prob = None
         for _ in range(self.swap_rounds):
@@ -275,6 +321,28 @@ class ParallelTempering(BlockGibbs):
             first_prob = mean_prob if first_prob is None else first_prob
         self._advance(first_prob)
         return replicas
+
+    def path_energy(self, *state: torch.Tensor) -> torch.Tensor:
+        r"""The energy :math:`E_t` that the inverse temperature multiplies on the kernel's path:
+        the model's :meth:`~pyro_deepgen.energy.EnergyModel.tempering_energy`, or with a base
+        rate :math:`E(v, h) - E_A(v) = E(v, h) + b_A^\top v` (so that :math:`\log p_\beta =
+        -E_A - \beta E_t` + const)."""
+        energy = self.energy_model.tempering_energy(*state)
+        if self.base_rate is None:
+            return energy
+        return energy + torch.matmul(state[0], self.base_rate.to(state[0]))
+
+    def _base_rate_sweep(self, replicas: State, beta: torch.Tensor) -> State:
+        r"""One block-Gibbs sweep of every replica of the base-rate path: :math:`p_\beta(v, h)
+        \propto e^{-\beta E(v, h) + (1-\beta) b_A^\top v}` is the RBM with weights
+        :math:`\beta W`, hidden biases :math:`\beta c` and visible biases :math:`\beta b +
+        (1-\beta) b_A`."""
+        rbm = self.energy_model
+        v = replicas[0]
+        h = bernoulli_sample(torch.sigmoid(beta * rbm.hidden_input(v)))
+        base = self.base_rate.to(v)
+        v = bernoulli_sample(torch.sigmoid(beta * rbm.visible_input(h) + (1 - beta) * base))
+        return (v, h)
 
     def _advance(self, mean_prob: Optional[torch.Tensor]) -> None:
         if self.adapt_enabled and self._t < self.adapt_steps and mean_prob is not None:

@@ -236,13 +236,18 @@ def monitors(rbm: RBM, x_train: torch.Tensor, x_test: torch.Tensor,
 
 
 def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = True,
-                  sampler: str = "gibbs", temperatures: int = 10, min_beta: float = 0.5):
-    """The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs`
+                  sampler: str = "gibbs", temperatures: int = 10, min_beta: float = 0.5,
+                  thin: int = 1, base_rate: Optional[torch.Tensor] = None):
+    r"""The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs`
     (``sampler="gibbs"``) or :class:`ParallelTempering` (``"pt"``: ``temperatures`` replicas
-    down to ``min_beta``, the ladder adapted during the warm-up) run through
-    ``pyro.infer.MCMC``: ``num_chains`` chains of ``num_samples`` draws after as many warm-up
-    steps, each chain from its own random start. For PT the table's ``attrs`` hold each chain's
-    adapted ladder (``"betas"``) and swap acceptance rates (``"swap_acceptance"``)."""
+    down to ``min_beta``, the ladder adapted during the warm-up; with ``base_rate``, visible
+    log-odds :math:`b_A`, the ladder ends at :math:`\beta = 0` on the base-rate path
+    :math:`p_\beta \propto p_A^{1-\beta} p^\beta`) run through ``pyro.infer.MCMC``:
+    ``num_chains`` chains of ``num_samples`` draws after as many warm-up steps, each draw
+    ``thin`` sweeps (sweep-and-swap rounds) after the last, each chain from its own random
+    start. The table's ``attrs`` hold ``"sweeps"`` (per chain, warm-up included), and for PT
+    each chain's adapted ladder (``"betas"``) and swap acceptance rates
+    (``"swap_acceptance"``)."""
     from pyro.infer import MCMC
 
     from ..diagnostics import summary
@@ -250,8 +255,13 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
     rbm = copy.deepcopy(rbm).cpu()  # MCMC's worker processes are forked: keep CUDA out of them
-    kernel = (ParallelTempering(rbm, num_temperatures=temperatures, min_beta=min_beta) if sampler == "pt"
-              else BlockGibbs(rbm))
+    if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
+        raise ValueError(f"thin must be a positive integer (sweeps per retained draw), got {thin!r}")
+    if base_rate is not None and sampler != "pt":
+        raise ValueError("base_rate is the hot end of parallel tempering: pass sampler='pt' or no base_rate")
+    kernel = (ParallelTempering(rbm, num_temperatures=temperatures, min_beta=min_beta, num_sweeps=thin,
+                                base_rate=base_rate) if sampler == "pt"
+              else BlockGibbs(rbm, num_sweeps=thin))
     with warnings.catch_warnings():
         # on small machines MCMC runs the chains one after another and says so: expected here
         warnings.filterwarnings("ignore", message="num_chains=.*drawn sequentially")
@@ -261,6 +271,9 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
         mcmc.run()
     table = summary(mcmc, var_names=list(BlockGibbs.STATISTICS))
     table.attrs["sampler"] = sampler
+    table.attrs["sweeps"] = 2 * num_samples * thin
+    table.attrs["thin"] = thin
+    table.attrs["base_rate"] = base_rate is not None
     if sampler == "pt":
         diagnostics = mcmc.diagnostics()
         for key in ("betas", "swap_acceptance"):
@@ -279,7 +292,7 @@ def mixing_report(table) -> Dict[str, Any]:
            "ess_tail": {name: float(table.loc[name, "ess_tail"]) for name in rows}}
     out["mixed"] = all(out["r_hat"][name] <= MAX_RHAT and out["ess_bulk"][name] >= MIN_ESS
                        for name in MIXING_STATISTICS if name in rows)
-    for key in ("betas", "swap_acceptance"):
+    for key in ("betas", "swap_acceptance", "sweeps", "thin", "base_rate"):
         if key in table.attrs:
             out[key] = table.attrs[key]
     return out
@@ -287,7 +300,11 @@ def mixing_report(table) -> Dict[str, Any]:
 
 def mixing_text(table) -> str:
     """``chains_summary.txt``: the table, then the sampler, ladder and swap rates."""
-    lines = [table.to_string(), "", f"sampler: {table.attrs.get('sampler')}"]
+    lines = [table.to_string(), "", f"sampler: {table.attrs.get('sampler')}"
+             + (" (base-rate hot end, beta = 0)" if table.attrs.get("base_rate") else "")]
+    if "sweeps" in table.attrs:
+        lines.append(f"sweeps per chain (warm-up included): {table.attrs['sweeps']}, "
+                     f"{table.attrs.get('thin', 1)} per retained draw")
     for i, (betas, rates) in enumerate(zip(table.attrs.get("betas", []), table.attrs.get("swap_acceptance", []))):
         lines.append(f"chain {i}: betas " + " ".join(f"{b:.3f}" for b in betas))
         lines.append(f"chain {i}: swap acceptance " + " ".join(f"{a:.2f}" for a in rates))
@@ -454,12 +471,13 @@ def run(config: RBMConfig) -> Dict[str, Any]:
 
 
 def tempered_fantasy_particles(rbm: RBM, num_particles: int, num_steps: int, temperatures: int = 10,
-                               min_beta: float = 0.5) -> torch.Tensor:
+                               min_beta: float = 0.5, base_rate: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""``num_particles`` fantasy particles of parallel-tempering chains (the :math:`\beta = 1`
     replica's :math:`E[v\mid h]` after ``num_steps`` sweep-and-swap rounds from random starts;
-    the ladder adapted during the first half), shape ``(num_particles, V)``."""
+    the ladder adapted during the first half; ``base_rate``: visible log-odds of a base-rate
+    hot end at :math:`\beta = 0`), shape ``(num_particles, V)``."""
     kernel = ParallelTempering(rbm, num_temperatures=temperatures, min_beta=min_beta,
-                               num_particles=num_particles)
+                               num_particles=num_particles, base_rate=base_rate)
     kernel.setup(num_steps // 2)
     params = kernel.initial_params
     for _ in range(num_steps):

@@ -78,6 +78,31 @@ def test_config_rejects_bad_settings(kwargs, match):
         RBMConfig(**kwargs)
 
 
+def test_chain_summary_thinning_and_base_rate_hot_end():
+    """``thin`` sweeps per draw and a base-rate hot end: every chain's adapted ladder still ends
+    at beta = 0 and starts at 1, the sweeps per chain (2 * 10 draws * 2, warm-up included) and
+    the hot end are reported; bad combinations are rejected."""
+    from pyro_deepgen.energy import RBM, base_rate_logits
+    from pyro_deepgen.experiments import rbm as experiment
+
+    torch.manual_seed(0)
+    model = RBM(6, 4)
+    base = base_rate_logits(torch.bernoulli(torch.full((50, 6), 0.3)))
+    table = experiment.chain_summary(model, 2, 10, progress=False, sampler="pt", temperatures=3,
+                                     min_beta=0.5, thin=2, base_rate=base)
+    assert table.attrs["sweeps"] == 40 and table.attrs["base_rate"]
+    for betas in table.attrs["betas"]:
+        assert betas[0] == 1.0 and betas[-1] == 0.0 and len(betas) == 3
+    report = experiment.mixing_report(table)
+    assert report["thin"] == 2 and report["sweeps"] == 40
+    text = experiment.mixing_text(table)
+    assert "base-rate hot end" in text and "2 per retained draw" in text
+    with pytest.raises(ValueError, match="thin must be a positive integer"):
+        experiment.chain_summary(model, 2, 10, progress=False, thin=0)
+    with pytest.raises(ValueError, match="base_rate is the hot end of parallel tempering"):
+        experiment.chain_summary(model, 2, 10, progress=False, sampler="gibbs", base_rate=base)
+
+
 def test_method_name():
     assert RBMConfig().method == "CD-1" and RBMConfig(pcd=True).method == "PCD"
     assert RBMConfig(pt_pcd=True).method == "PT-PCD"
