@@ -20,6 +20,7 @@ from .common import (
     nonnegative_float,
     positive_float,
     positive_int,
+    unit_interval,
 )
 
 HELP = "train a GAN (non-saturating, minimax, WGAN-GP or hinge; optionally conditional)"
@@ -28,8 +29,10 @@ HELP = "train a GAN (non-saturating, minimax, WGAN-GP or hinge; optionally condi
 OUTPUTS = {
     "files": {
         "report.json": "the report (keys below)",
-        "checkpoint.pt": "the training checkpoint after the last epoch: both players (--resume continues from it)",
-        "samples.png": "draws of the trained generator (one column per class with --conditional)",
+        "checkpoint.pt": "the training checkpoint after the last epoch: both players and, with --ema, the "
+                         "generator's moving average (--resume continues from it)",
+        "samples.png": "draws of the trained generator, or of its moving average with --ema (one column per class "
+                       "with --conditional)",
         "losses.png": "the discriminator's and the generator's losses by generator step",
         "progress.png": "the same fixed z decoded at snapshots during training",
         "progress.pt": "the snapshots behind progress.png, so that a resumed run keeps the earlier ones",
@@ -38,6 +41,9 @@ OUTPUTS = {
     "report": {
         "loss": "the adversarial objective (nonsaturating, minimax, wgan-gp or hinge)",
         "conditional": "whether the generator and the discriminator take the label",
+        "spectral_norm": "whether the discriminator's linear layers were spectrally normalized",
+        "minibatch_std": "whether the discriminator had the minibatch standard-deviation feature",
+        "ema": "decay of the moving average of the generator that is sampled (0: the last iterate)",
         "n_critic": "discriminator steps per generator step",
         "generator_loss": "the generator's loss by generator step",
         "discriminator_loss": "the discriminator's loss by generator step",
@@ -74,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--z-dim", type=positive_int, default=32, help="latent dimension (default 32)")
     parser.add_argument("--hidden", type=int_list, default=(256, 256), metavar=SIZES_METAVAR,
                         help="hidden sizes of both networks (default 256,256)")
+    parser.add_argument("--spectral-norm", action="store_true",
+                        help="spectrally normalize the discriminator's linear layers (default: no)")
+    parser.add_argument("--no-minibatch-std", dest="minibatch_std", action="store_false",
+                        help="no minibatch standard-deviation feature in the discriminator (default: with it)")
+    parser.add_argument("--ema", type=unit_interval(False, True), default=0.0, metavar="DECAY",
+                        help="sample a moving average of the generator's parameters with this decay, in [0, 1), "
+                             "e.g. 0.999 (default 0: the last iterate)")
     add_common_arguments(parser, out_default="runs/gan")
 
 

@@ -184,6 +184,9 @@ def cached_classifier(x: torch.Tensor, y: torch.Tensor, cache_dir: Optional[Unio
             torch.save({"side": model.side, "num_classes": model.num_classes, "settings": settings,
                         "state_dict": model.state_dict()}, tmp)
             os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
+        except (OSError, RuntimeError):  # torch.save raises RuntimeError for a missing folder
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
     return model

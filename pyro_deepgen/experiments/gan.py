@@ -7,7 +7,16 @@ N(0, I)`, ``pyro.deterministic("x", G(z))``), the discriminator a
 steps the generator, checkpoints both players every epoch and resumes them. Pixels are grey values
 in [0, 1] (the generator ends in a sigmoid). Both players use Adam with step ``lr`` (default
 1e-3; 1e-4 for WGAN-GP) and betas (0.5, 0.999), or (0.0, 0.9) for WGAN-GP (Gulrajani et al.
-2017).
+2017). By default the discriminator has the minibatch standard-deviation feature (Karras et al.
+2018; ``minibatch_std``). On mnist-5k (100 epochs, seed 0, 1000 samples) it took the
+non-saturating GAN from 5 digit classes at 5 % or more to all 10 and its Fréchet distance from
+111 to 9; spectral normalization of the discriminator (``spectral_norm``, Miyato et al. 2018, off
+by default) alone gave 8 classes and 61, and with the feature 9 classes and 58 (it slows the
+discriminator at this step size). With ``ema`` > 0 the samples, the progress grid and
+:func:`load_sampler` use an exponential moving average of the generator's parameters with that
+decay (Yazıcı et al. 2019) instead of the last iterate: 0.999 brought the Fréchet distance on
+mnist-5k from 9 to 7 but on the digits, whose 2600 steps are few for a window of about 1000,
+from 16 to 41 (blurred samples), so it is off by default (docs/implicit.rst).
 
 :func:`run` writes ``report.json``, ``checkpoint.pt``, ``samples.png`` (64 draws; conditional:
 one class per row), ``losses.png`` (both players per epoch), ``progress.png`` (the same fixed
@@ -69,6 +78,10 @@ class GANConfig(ResumableConfig):
         else 1e-3 (2e-4 collapsed to a few modes on the digits with the 256-unit MLPs).
     :param z_dim: latent dimension.
     :param hidden: hidden sizes of both networks.
+    :param spectral_norm: spectral normalization of the discriminator's linear layers.
+    :param minibatch_std: the discriminator's minibatch standard-deviation feature.
+    :param ema: decay of the moving average of the generator that is sampled, in [0, 1), e.g.
+        0.999; 0 (default): sample the last iterate.
     """
 
     loss: str = "nonsaturating"
@@ -83,6 +96,9 @@ class GANConfig(ResumableConfig):
     lr: Optional[float] = None
     z_dim: int = 32
     hidden: Tuple[int, ...] = (256, 256)
+    spectral_norm: bool = False
+    minibatch_std: bool = True
+    ema: float = 0.0
     out: Union[str, Path] = Path("runs/gan")
 
     def __post_init__(self) -> None:
@@ -91,7 +107,12 @@ class GANConfig(ResumableConfig):
             raise ValueError(f"conditional (--conditional) must be True or False, got {self.conditional!r}")
         if self.n_critic is not None:
             check_positive_int(self, "n_critic")
-        check_nonnegative_float(self, "gp_weight")
+        check_nonnegative_float(self, "gp_weight", "ema")
+        if not self.ema < 1:
+            raise ValueError(f"ema (--ema) must be a number in [0, 1), got {self.ema!r}")
+        for name, flag in (("spectral_norm", "--spectral-norm"), ("minibatch_std", "--no-minibatch-std")):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} ({flag}) must be True or False, got {getattr(self, name)!r}")
         check_positive_int(self, "epochs", "batch_size", "z_dim")
         if self.lr is not None:
             check_positive_float(self, "lr")
@@ -117,7 +138,9 @@ def build(config_settings: Dict[str, Any], x_dim: int) -> Tuple[Generator, Discr
     classes = NUM_CLASSES if config_settings["conditional"] else None
     hidden = tuple(config_settings["hidden"])
     return (Generator(x_dim, config_settings["z_dim"], hidden, num_classes=classes),
-            Discriminator(x_dim, hidden, num_classes=classes))
+            Discriminator(x_dim, hidden, num_classes=classes,
+                          spectral_norm=config_settings.get("spectral_norm", False),  # False: runs before the options
+                          minibatch_std=config_settings.get("minibatch_std", False)))
 
 
 def _fixed_inputs(config: GANConfig, device) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -150,7 +173,9 @@ def run(config: GANConfig) -> Dict[str, Any]:
     generator.to(device)
     discriminator.to(device)
     loss = AdversarialLoss(discriminator, config.loss, n_critic=config.critic_steps, gp_weight=config.gp_weight,
-                           lr=config.step_size, betas=config.betas)
+                           lr=config.step_size, betas=config.betas, average=generator if config.ema > 0 else None,
+                           average_decay=config.ema)
+    sampler = loss.average if loss.average is not None else generator
     z_fixed, y_fixed = _fixed_inputs(config, device)
     snapshot_epochs = _snapshot_epochs(config.epochs)
     progress_path = folder.path / PROGRESS_FILE
@@ -161,7 +186,7 @@ def run(config: GANConfig) -> Dict[str, Any]:
     def callback(epoch: int, history) -> None:
         if epoch in snapshot_epochs or epoch == config.epochs:
             with torch.no_grad():
-                snapshots[epoch] = generator.decode(z_fixed, y_fixed).cpu()
+                snapshots[epoch] = sampler.decode(z_fixed, y_fixed).cpu()
             torch.save({str(k): v for k, v in snapshots.items()}, progress_path)
             folder.record(PROGRESS_FILE)
 
@@ -177,10 +202,13 @@ def run(config: GANConfig) -> Dict[str, Any]:
     steps_per_epoch = -(-x_train.shape[0] // config.batch_size)
     per_epoch = {k: _epoch_means(v, steps_per_epoch) for k, v in loss.history.items()}
     pyro.set_rng_seed(config.seed)
-    samples, labels = _draw(generator, 64 if not config.conditional else 80, config.conditional)
+    samples, labels = _draw(sampler, 64 if not config.conditional else 80, config.conditional)
     report = {
         "loss": config.loss,
         "conditional": config.conditional,
+        "spectral_norm": config.spectral_norm,
+        "minibatch_std": config.minibatch_std,
+        "ema": config.ema,
         "n_critic": config.critic_steps,
         "x_dim": dim,
         "generator_loss": per_epoch["generator"],
@@ -232,11 +260,13 @@ def _draw(generator: Generator, n: int, conditional: bool) -> Tuple[torch.Tensor
 
 def load_sampler(run_dir: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Callable[[int], torch.Tensor]:
     """The trained generator of a finished run folder as ``sample(n) -> (n, D)`` grey values in
-    [0, 1] (a conditional generator draws the classes in turn, ``i % 10``)."""
+    [0, 1] (a conditional generator draws the classes in turn, ``i % 10``): the moving average of
+    its parameters if the run kept one (``ema`` > 0), else its last iterate."""
     report = read_run_report(run_dir, COMMAND)
     generator, _ = build(report["settings"], report["x_dim"])
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt", map_location=device)
-    generator.load_state_dict(state["modules"][0])
+    average = (state.get("loss") or {}).get("average")
+    generator.load_state_dict(average if average is not None else state["modules"][0])
     generator.to(device).eval()
     conditional = report["settings"]["conditional"]
 

@@ -55,6 +55,21 @@ gradient in the discriminator. :meth:`AdversarialLoss.state_dict` holds the disc
 weights, its optimizer and both players' loss histories: ``fit`` checkpoints and resumes both
 players.
 
+**An average of the generator** (``average=generator``, ``average_decay`` :math:`\beta`): the
+loss keeps a copy of the generator module whose parameters are the exponential moving average
+(Yazıcı et al. 2019)
+
+.. math:: \bar\theta_0 = \theta_0,\qquad \bar\theta_t = \beta\,\bar\theta_{t-1} + (1-\beta)\,\theta_t,
+
+:math:`\theta_t` the generator's parameters after :math:`t` generator steps. It is updated at the
+start of every call, before the discriminator steps, so after :math:`T` calls it averages
+:math:`\theta_0,\dots,\theta_{T-1}` (the last step enters at the next call; with
+:math:`\beta = 0.999` over thousands of steps the difference is negligible). Buffers are copied,
+not averaged. :math:`\beta = 0` is the current generator (one step behind); the average is
+never trained and only read by whoever samples from it (``loss.average``). Averaging the
+iterates damps the rotation of the two-player dynamics around the equilibrium, where the
+last iterate may sit on one side of the cycle (over-producing a few modes).
+
 **Under torchrun** (a :mod:`torch.distributed` group of :math:`W` ranks, see
 :mod:`pyro_deepgen.distributed`) the discriminator is data-parallel too, as DDP would make it:
 its parameters and buffers start from rank 0's, and after every discriminator backward its
@@ -70,10 +85,12 @@ that fails inside a discriminator step stops every rank with its error named.
 
 **References**: I. Goodfellow et al., *Generative Adversarial Nets*, NeurIPS 2014,
 arXiv:1406.2661. I. Gulrajani et al., *Improved Training of Wasserstein GANs*, NeurIPS 2017,
-arXiv:1704.00028. T. Miyato et al., *Spectral Normalization for Generative Adversarial Networks*,
+arXiv:1704.00028. Y. Yazıcı et al., *The Unusual Effectiveness of Averaging in GAN Training*,
+ICLR 2019, arXiv:1806.04498. T. Miyato et al., *Spectral Normalization for Generative Adversarial Networks*,
 ICLR 2018, arXiv:1802.05957. M. Mirza, S. Osindero, *Conditional Generative Adversarial Nets*,
 arXiv:1411.1784.
 """
+import copy
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pyro
@@ -160,11 +177,16 @@ class AdversarialLoss:
     :param batch_mode: ``"argument"``: the model is called ``model(n, *labels)``; ``"plate"``: it
         is called ``model(*labels)`` inside ``pyro.plate("samples", n)`` (for a model that draws
         one sample, such as ``z = pyro.sample("z", Normal(0, 1).expand([d]).to_event(1))``).
+    :param average: the generator's ``nn.Module`` (the module whose parameters ``fit`` trains):
+        keep an exponential moving average of its parameters in :attr:`average` (a copy of the
+        module; see the module doc). ``None`` (default): no average.
+    :param average_decay: :math:`\beta` of the moving average, in [0, 1).
     """
 
     def __init__(self, discriminator: nn.Module, objective: str = "nonsaturating", n_critic: int = 1,
                  gp_weight: float = 10.0, lr: float = 2e-4, betas: Tuple[float, float] = (0.5, 0.999),
-                 site: str = "x", batch_mode: str = "argument") -> None:
+                 site: str = "x", batch_mode: str = "argument", average: Optional[nn.Module] = None,
+                 average_decay: float = 0.999) -> None:
         if not isinstance(discriminator, nn.Module):
             raise TypeError(f"discriminator must be an nn.Module, got {type(discriminator).__name__}")
         self.objective = _check_objective(objective)
@@ -178,7 +200,20 @@ class AdversarialLoss:
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         if batch_mode not in BATCH_MODES:
             raise ValueError(f"batch_mode must be one of {', '.join(BATCH_MODES)}; got {batch_mode!r}")
+        if average is not None and not isinstance(average, nn.Module):
+            raise TypeError(f"average must be the generator's nn.Module, got {type(average).__name__}")
+        if not (isinstance(average_decay, (int, float)) and 0 <= average_decay < 1):
+            raise ValueError(f"average_decay must be a number in [0, 1), got {average_decay!r}")
         self.discriminator = discriminator
+        self._average_decay = float(average_decay)
+        self._averaged = average
+        #: the moving average of the generator (a copy of ``average`` that is never trained), or None
+        self.average: Optional[nn.Module] = None
+        if average is not None:
+            self.average = copy.deepcopy(average).requires_grad_(False)
+            # public only with an average, so that fit's resume check compares it then and a
+            # checkpoint written without one still resumes
+            self.average_decay = self._average_decay
         self.n_critic = n_critic
         self.gp_weight = float(gp_weight)
         self.lr = float(lr)
@@ -196,6 +231,19 @@ class AdversarialLoss:
     def steps(self) -> int:
         """Generator steps taken (each after ``n_critic`` discriminator steps)."""
         return self._steps
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """One step of the moving average towards the generator's current parameters (the first
+        call, with no generator step taken yet, copies them); buffers are copied. Called at the
+        start of every :meth:`__call__`."""
+        if self.average is None:
+            return
+        weight = 1.0 if self._steps == 0 else 1.0 - self._average_decay
+        for mean, p in zip(self.average.parameters(), self._averaged.parameters()):
+            mean.lerp_(p.detach(), weight)
+        for mean, b in zip(self.average.buffers(), self._averaged.buffers()):
+            mean.copy_(b)
 
     def _discriminate(self, x: torch.Tensor, labels: Sequence[torch.Tensor], detach_params: bool = False):
         d = self.discriminator
@@ -281,6 +329,7 @@ class AdversarialLoss:
         if not batch:
             raise ValueError("AdversarialLoss needs real data: batch = (x,) or (x, labels)")
         kwargs.pop("num_data", None)
+        self.update_average()
         real, labels = batch[0], batch[1:]
         n = real.shape[0]
         chunks = [real.chunk(self.n_critic)] + [y.chunk(self.n_critic) for y in labels]
@@ -301,18 +350,28 @@ class AdversarialLoss:
         return g
 
     def state_dict(self) -> Dict[str, Any]:
-        """The discriminator's weights, its optimizer's state, the step count and the loss
-        histories (plain data, checkpointed by :func:`~pyro_deepgen.train.fit`)."""
+        """The discriminator's weights, its optimizer's state, the step count, the loss histories
+        and the generator's average (``None`` without one; plain data, checkpointed by
+        :func:`~pyro_deepgen.train.fit`)."""
         return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "steps": self._steps, "history": {k: list(v) for k, v in self.history.items()}}
+                "steps": self._steps, "history": {k: list(v) for k, v in self.history.items()},
+                "average": None if self.average is None else self.average.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+        saved = state.get("average")
+        if (saved is None) != (self.average is None):
+            raise ValueError("the saved loss state " + ("has no" if saved is None else "has a") + " generator average "
+                             "but this loss " + ("keeps one" if saved is None else "does not") + ": resume with the "
+                             "same average= setting")
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._steps = int(state["steps"])
         self.history = {k: [float(v) for v in vs] for k, vs in state["history"].items()}
+        if saved is not None:
+            self.average.load_state_dict(saved)
 
     def __repr__(self) -> str:
         return (f"AdversarialLoss(objective={self.objective!r}, n_critic={self.n_critic}, gp_weight={self.gp_weight}, "
-                f"lr={self.lr}, betas=({self.beta1}, {self.beta2}))")
+                f"lr={self.lr}, betas=({self.beta1}, {self.beta2})"
+                + ("" if self.average is None else f", average_decay={self._average_decay}") + ")")

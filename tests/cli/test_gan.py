@@ -18,7 +18,7 @@ def test_gan_cli_writes_report_samples_and_curves(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--loss", "lsgan"], ["--n-critic", "0"], ["--gp-weight", "-1"], ["--lr", "0"],
-                                  ["--hidden", "16,x"], ["--z-dim", "0"]])
+                                  ["--hidden", "16,x"], ["--z-dim", "0"], ["--ema", "1"]])
 def test_bad_argument_exits_2_and_writes_nothing(argv, tmp_path, capsys):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:

@@ -38,7 +38,7 @@ OPTIONS = {
     "autoregressive": (AutoregressiveConfig, COMMON + "--model --hidden --orderings --epochs --patience "
                        "--batch-size --lr".split()),
     "gan": (GANConfig, COMMON + "--loss --conditional --n-critic --gp-weight --epochs --batch-size --lr --z-dim "
-            "--hidden".split()),
+            "--hidden --spectral-norm --no-minibatch-std --ema".split()),
     "gsn": (GSNConfig, COMMON + "--walkback --noise --noise-level --epochs --batch-size --lr --hidden --chain-steps "
             "--mixing-chains --mixing-warmup --mixing-draws".split()),
     "ssvae": (SSVAEConfig, COMMON + "--model --labels --label-draws --z-dim --hidden --epochs --batch-size --lr "

@@ -167,6 +167,15 @@ def test_classifier_is_accurate_cached_and_keyed(digits, tmp_path):
     assert len(list(tmp_path.glob("classifier-*.pt"))) == 2  # other data or settings: another key
 
 
+def test_classifier_cache_that_cannot_be_written_is_skipped(digits, tmp_path):
+    # a cache folder that does not exist: torch.save raises RuntimeError (not OSError); the
+    # classifier is still trained and returned, and nothing is written anywhere
+    missing = tmp_path / "no" / "such" / "folder"
+    c = cached_classifier(digits.x_train[:200], digits.y_train[:200], missing, epochs=1, seed=0)
+    assert classifier_features(c, digits.x_test[:5]).shape[0] == 5
+    assert not missing.exists() and not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob(".*tmp"))
+
+
 def test_class_coverage_shares_and_kl():
     probs = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 2]), 4).float()
     cov = class_coverage(probs, min_share=0.25)

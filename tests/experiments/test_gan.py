@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from pyro_deepgen.experiments.gan import GANConfig, load_sampler, run
+from pyro_deepgen.experiments.gan import GANConfig, build, load_sampler, run
+from pyro_deepgen.train import load_checkpoint
 
 TINY = dict(epochs=2, batch_size=200, hidden=(16,), z_dim=4, progress=False)
 
@@ -27,11 +28,12 @@ def test_run_returns_the_report_it_writes(loss, conditional, tmp_path, capsys):
     assert "final D / G loss" in capsys.readouterr().out
 
 
-def test_resume_continues_to_the_same_report(tmp_path):
-    whole = run(GANConfig(epochs=3, out=tmp_path / "a", **{k: v for k, v in TINY.items() if k != "epochs"}))
-    run(GANConfig(epochs=1, out=tmp_path / "b", **{k: v for k, v in TINY.items() if k != "epochs"}))
-    resumed = run(GANConfig(epochs=3, out=tmp_path / "b", resume=True,
-                            **{k: v for k, v in TINY.items() if k != "epochs"}))
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_continues_to_the_same_report(ema, tmp_path):
+    rest = {k: v for k, v in TINY.items() if k != "epochs"}
+    whole = run(GANConfig(epochs=3, ema=ema, out=tmp_path / "a", **rest))
+    run(GANConfig(epochs=1, ema=ema, out=tmp_path / "b", **rest))
+    resumed = run(GANConfig(epochs=3, ema=ema, out=tmp_path / "b", resume=True, **rest))
     for key in ("generator_loss", "discriminator_loss", "d_real", "d_fake"):
         assert resumed[key] == pytest.approx(whole[key], abs=1e-6)
     torch.manual_seed(0)
@@ -48,6 +50,10 @@ def test_resume_continues_to_the_same_report(tmp_path):
     (dict(z_dim=0), r"z_dim \(--z-dim\)"),
     (dict(hidden=(0,)), r"hidden \(--hidden\)"),
     (dict(data="mnist"), r"data_root \(--data-root DIR\)"),
+    (dict(ema=1.0), r"ema \(--ema\) must be a number in \[0, 1\)"),
+    (dict(ema=-0.1), r"ema \(--ema\)"),
+    (dict(minibatch_std="yes"), r"minibatch_std \(--no-minibatch-std\)"),
+    (dict(spectral_norm=1), r"spectral_norm \(--spectral-norm\)"),
 ])
 def test_config_rejects_bad_settings_in_one_line(kwargs, match, tmp_path):
     with pytest.raises(ValueError, match=match) as e:
@@ -59,3 +65,25 @@ def test_config_rejects_bad_settings_in_one_line(kwargs, match, tmp_path):
 def test_load_sampler_refuses_other_folders(tmp_path):
     with pytest.raises(ValueError, match="no readable report.json"):
         load_sampler(tmp_path)
+
+
+@pytest.mark.parametrize("ema", [0.9, 0.0])
+def test_load_sampler_draws_from_the_moving_average_unless_ema_is_0(ema, tmp_path):
+    report = run(GANConfig(ema=ema, spectral_norm=True, out=tmp_path / "run", **TINY))
+    assert report["ema"] == ema and report["spectral_norm"] and report["minibatch_std"]
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    last, average = build(report["settings"], 64)[0], build(report["settings"], 64)[0]
+    last.load_state_dict(state["modules"][0])
+    if ema > 0:
+        average.load_state_dict(state["loss"]["average"])
+    else:
+        assert state["loss"]["average"] is None
+        average = last
+    z = torch.randn(5, 4)
+    sampler = load_sampler(tmp_path / "run")
+    torch.manual_seed(1)
+    drawn = sampler(5)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        assert torch.allclose(drawn, average.decode(torch.randn(5, 4)), atol=1e-6)
+        assert torch.allclose(average.decode(z), last.decode(z)) == (ema == 0)

@@ -157,3 +157,33 @@ def test_resume_through_fit_restores_both_players(tmp_path):
     assert loss_a.history == loss_b.history and loss_b.steps == 12
     state_a, state_b = loss_a.optimizer.state_dict()["state"], loss_b.optimizer.state_dict()["state"]
     assert all(torch.equal(state_a[k]["exp_avg"], state_b[k]["exp_avg"]) for k in state_a)
+
+
+def test_generator_average_is_the_hand_computed_moving_average():
+    # beta = 0.9; the average is updated at the start of each call: after call 1 it is theta_0,
+    # after call 3 (two generator steps) it is beta^2 theta_0 + beta (1 - beta) theta_1 + (1 - beta) theta_2
+    from pyro_deepgen.models import Discriminator, Generator
+
+    pyro.set_rng_seed(0)
+    gen = Generator(4, z_dim=2, hidden=(8,))
+    loss = AdversarialLoss(Discriminator(4, hidden=(8,)), average=gen, average_decay=0.9)
+    optim = torch.optim.SGD(gen.parameters(), lr=0.5)
+    x = torch.rand(10, 4)
+    thetas = []
+    for _ in range(3):
+        thetas.append([p.detach().clone() for p in gen.parameters()])
+        optim.zero_grad()
+        loss(gen.model, None, x).backward()
+        optim.step()
+    expected = [0.81 * a + 0.09 * b + 0.1 * c for a, b, c in zip(*thetas)]
+    assert all(not torch.allclose(a, c) for a, c in zip(thetas[0], thetas[2]))
+    for mean, e in zip(loss.average.parameters(), expected):
+        assert torch.allclose(mean, e, atol=1e-6)
+        assert not mean.requires_grad
+    assert loss.state_dict()["average"].keys() == gen.state_dict().keys()
+    # the decay is a public (resume-checked) setting only with an average: old checkpoints resume
+    assert loss.average_decay == 0.9 and not hasattr(AdversarialLoss(Quadratic(2)), "average_decay")
+    with pytest.raises(ValueError, match="average_decay must be a number in"):
+        AdversarialLoss(Quadratic(2), average=gen, average_decay=1.0)
+    with pytest.raises(ValueError, match="same average= setting"):
+        AdversarialLoss(Quadratic(2)).load_state_dict(loss.state_dict())
