@@ -47,3 +47,19 @@ def test_bad_labels(tmp_path, labels, match):
 def test_too_many_labels(tmp_path):
     with pytest.raises(ValueError, match=r"labels \(--labels\) 2000"):
         run(SSVAEConfig(labels=2000, out=tmp_path / "r", **{k: v for k, v in TINY.items() if k != "labels"}))
+
+
+def test_epochs_and_lr_defaults_per_data_and_model(tmp_path):
+    # None takes DEFAULTS: the digits keep 10 epochs at 3e-3; on MNIST M1+M2 uses 40 epochs at
+    # 1e-3 and M2 50 at 3e-3; given values are kept (download=True: no files needed to configure)
+    digits = SSVAEConfig(out=tmp_path).resolved()
+    assert (digits.epochs, digits.lr) == (10, 3e-3)
+    mnist = dict(data="mnist", data_root=str(tmp_path / "mnist"), download=True, out=tmp_path)
+    assert (SSVAEConfig(model="m1m2", **mnist).resolved().epochs, SSVAEConfig(model="m1m2", **mnist).resolved().lr) \
+        == (40, 1e-3)
+    assert (SSVAEConfig(model="m2", **mnist).resolved().epochs, SSVAEConfig(model="m2", **mnist).resolved().lr) \
+        == (50, 3e-3)
+    kept = SSVAEConfig(model="m1m2", epochs=3, lr=0.5, **mnist).resolved()
+    assert (kept.epochs, kept.lr) == (3, 0.5)
+    with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be a positive integer"):
+        SSVAEConfig(epochs=0, out=tmp_path)

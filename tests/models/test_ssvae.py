@@ -108,6 +108,24 @@ def test_subsampling_scales_are_unbiased_and_mixed_equals_separate():
     assert max(values) - min(values) > 1e-3 * abs(full)  # the minibatches do differ
 
 
+def test_semi_supervised_loss_uses_every_labelled_pair_in_every_step():
+    # with N_l <= 100 labels (the default labelled batch: all of them) each step's loss is the
+    # full labelled sum plus the unlabelled minibatch scaled by N_u/B_u, times B_u/N: compared with
+    # that full-batch computation exactly (z at its guide mean), for three steps of fresh draws
+    m = tiny()
+    xl, yl = data(4, seed=5)
+    xu, _ = data(5, seed=6)
+    loss = SemiSupervisedLoss(xl, yl, num_unlabelled=5, alpha=2.0)
+    assert loss.labelled_batch_size == 4
+    batch = xu[:3]
+    expected = _mixed_loss(m, torch.cat([xl, batch]), torch.cat([yl, torch.zeros(3, dtype=torch.long)]),
+                           torch.arange(7) < 4, num_labelled=4, num_unlabelled=5, alpha=2.0) * 3 / 9
+    for step in range(3):
+        torch.manual_seed(step)  # a different labelled permutation each step: the same set
+        got = loss(_GuideMean()(m.model), _GuideMean()(m.guide), batch).item()
+        assert got == pytest.approx(expected, rel=1e-12)
+
+
 def test_classification_term_is_alpha_times_mean_log_q():
     m = tiny()
     x, y = data(6)
