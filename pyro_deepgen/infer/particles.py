@@ -97,11 +97,16 @@ def _check_site_batch_shapes(traces: Sequence[poutine.Trace], max_plate_nesting:
                 except RuntimeError:  # the program's own shape error: log_prob reports it
                     continue
             if any(size != 1 for size in shape[: max(len(shape) - max_plate_nesting, 0)]):
-                raise ValueError(
-                    f"site {name!r} has batch dims outside any plate (invalid log_prob shape "
-                    f"{tuple(shape)}, max_plate_nesting={max_plate_nesting}); declare them with "
-                    "pyro.plate or .to_event()"
-                )
+                raise _outside_plates(name, shape, max_plate_nesting)
+
+
+def _outside_plates(name: str, shape: Sequence[int], max_plate_nesting: int) -> ValueError:
+    """The error of both batch-dim checks: site ``name`` has dims left of every plate."""
+    return ValueError(
+        f"site {name!r} has batch dims outside any plate (invalid log_prob shape "
+        f"{tuple(shape)}, max_plate_nesting={max_plate_nesting}); declare them with "
+        "pyro.plate or .to_event()"
+    )
 
 
 class _SampleWithoutPath(Messenger):
@@ -464,11 +469,7 @@ def _check_batch_dims(
                 continue
             log_prob = site.get("log_prob")
             if log_prob is not None and log_prob.dim() > max_plate_nesting + num_particle_dims:
-                raise ValueError(
-                    f"site {name!r} has batch dims outside any plate (invalid log_prob shape "
-                    f"{tuple(log_prob.shape)}, max_plate_nesting={max_plate_nesting}); declare "
-                    "them with pyro.plate or .to_event()"
-                )
+                raise _outside_plates(name, log_prob.shape, max_plate_nesting)
 
 
 def _diagnose_plate_error(
