@@ -9,6 +9,7 @@ from pyro_deepgen.energy import (
     RBM,
     DoubledRBM,
     bdmc_log_partition,
+    dbm_posterior_ais_log_prob,
     forward_ais_log_prob,
     log_likelihood_sandwich,
     raise_log_prob,
@@ -201,3 +202,56 @@ def test_bad_input():
         bdmc_log_partition(rbm, 10, base_rate=torch.zeros(5, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"base_rate data must have shape \(N, 6\)"):
         log_likelihood_sandwich(rbm, v, 10, base_rate=torch.zeros(3, 5))
+
+
+def test_dbm_posterior_ais_tightens_importance_sampling_toward_enumeration():
+    """Per-image AIS over h2 (mean-field q -> posterior) against the enumerated log p~(v) of a
+    6-4-10 DBM whose coupled layers make the factorial proposal poor (weights scale 3, seed 0).
+    All 64 visible states, R = 400 runs each. One-step AIS (betas [0, 1]) is importance
+    sampling from q with R samples: measured mean error -0.19, mean |error| 0.25 nats. With
+    200 temperatures: measured mean |error| 0.015, max 0.075 nats; tolerances 0.04 and 0.2."""
+    dbm = random_dbm((6, 4, 10), 3.0)
+    v = binary_states(6, dtype=torch.float64)
+    with torch.no_grad():
+        exact = dbm.unnormalized_log_prob(v)
+    torch.manual_seed(1)
+    one_step, _ = dbm_posterior_ais_log_prob(dbm, v, [0.0, 1.0], num_runs=400)
+    torch.manual_seed(1)
+    annealed, se = dbm_posterior_ais_log_prob(dbm, v, 200, num_runs=400)
+    assert one_step.shape == annealed.shape == se.shape == (64,)
+    assert (one_step - exact).mean() < -0.1  # a stochastic lower bound, loose with q alone
+    assert (one_step - exact).abs().mean() > 0.1
+    assert (annealed - exact).abs().mean() < 0.04
+    assert (annealed - exact).abs().max() < 0.2
+
+
+def test_dbm_posterior_ais_limits():
+    dbm = random_dbm((6, 4, 3), 2.0)
+    v = binary_states(6, dtype=torch.float64)[::7]
+    # W2 = 0: p(h2 | v) = sigma(c2) is what mean field finds, so every weight is exact
+    with torch.no_grad():
+        dbm.weight2.zero_()
+    dbm.hidden2_bias.data.clamp_(-3, 3)  # inside the proposal floor's clip
+    for betas in ([0.0, 1.0], 7):
+        est, se = dbm_posterior_ais_log_prob(dbm, v, betas, num_runs=3, log_z=1.5)
+        with torch.no_grad():
+            exact = dbm.unnormalized_log_prob(v)
+        assert torch.allclose(est, exact - 1.5, atol=1e-10)
+        assert se.abs().max() < 1e-8
+    # batches give the per-row estimates of the whole (same seed -> same draws per row count)
+    torch.manual_seed(0)
+    a, _ = dbm_posterior_ais_log_prob(dbm, v, 5, num_runs=2, batch_size=3)
+    assert a.shape == (len(v),) and a.dtype == torch.float64
+
+
+def test_dbm_posterior_ais_bad_input():
+    dbm = random_dbm((6, 4, 3), 1.0)
+    v = binary_states(6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="dbm must be a pyro_deepgen.energy.DBM"):
+        dbm_posterior_ais_log_prob(random_rbm(6, 4, 1.0), v)
+    with pytest.raises(ValueError, match=r"v must be a tensor of shape \(N, 6\)"):
+        dbm_posterior_ais_log_prob(dbm, v[:, :5])
+    with pytest.raises(ValueError, match="num_runs must be an integer >= 2"):
+        dbm_posterior_ais_log_prob(dbm, v, 5, num_runs=1)
+    with pytest.raises(ValueError, match=r"proposal_floor must be in \(0, 0.5\)"):
+        dbm_posterior_ais_log_prob(dbm, v, 5, proposal_floor=0.5)
