@@ -285,27 +285,27 @@ def dbm_posterior_ais_log_prob(dbm: DBM, v: torch.Tensor, betas=1000, num_runs: 
                                log_z=0.0, mean_field_steps: int = 30,
                                proposal_floor: float = 1e-3, batch_size: Optional[int] = None
                                ) -> Tuple[torch.Tensor, torch.Tensor]:
-    r"""The DBM's per-image term :math:`\log	ilde p(v) = \log\sum_{h^1,h^2}e^{-E(v,h^1,h^2)}`
+    r"""The DBM's per-image term :math:`\log\tilde p(v) = \log\sum_{h^1,h^2}e^{-E(v,h^1,h^2)}`
     by AIS over :math:`h^2` for each row of ``v``, from the mean-field proposal to the posterior
     (the estimate :meth:`~pyro_deepgen.energy.DBM.importance_log_prob` makes in one step), minus
     ``log_z``; with its Monte Carlo standard error.
 
-    With :math:`h^1` summed out given its two neighbours, :math:`	ilde p(v, h^2) =
-    e^{b^	op v + c_2^	op h^2}\prod_j(1 + e^{(W_1v + W_2^	op h^2 + c_1)_j})`. The path is
+    With :math:`h^1` summed out given its two neighbours, :math:`\tilde p(v, h^2) =
+    e^{b^\top v + c_2^\top h^2}\prod_j(1 + e^{(W_1v + W_2^\top h^2 + c_1)_j})`. The path is
 
-    .. math:: f_eta(h^2) = q(h^2)^{1-eta}\,e^{eta(b^	op v + c_2^	op h^2)}
-        \prod_jigl(1 + e^{eta(W_1 v + W_2^	op h^2 + c_1)_j}igr),\qquad
+    .. math:: f_\beta(h^2) = q(h^2)^{1-\beta}\,e^{\beta(b^\top v + c_2^\top h^2)}
+        \prod_j\bigl(1 + e^{\beta(W_1 v + W_2^\top h^2 + c_1)_j}\bigr),\qquad
         q(h^2) = \prod_k\mathrm{Bern}(\mu^2_k),
 
-    the :math:`h^1`-marginal of :math:`q(h^2)^{1-eta}e^{-eta E(v,h^1,h^2)}`, so the
-    transition is a Gibbs sweep of that joint: :math:`h^1\sim\sigma(eta(W_1 v + W_2^	op h^2
-    + c_1))`, then :math:`h^2\sim\sigma((1-eta)\operatorname{logit}\mu^2 + eta(W_2h^1 +
-    c_2))`. :math:`f_0 = 2^{H_1}q`, :math:`f_1 = 	ilde p(v,\cdot)`, and
+    the :math:`h^1`-marginal of :math:`q(h^2)^{1-\beta}e^{-\beta E(v,h^1,h^2)}`, so the
+    transition is a Gibbs sweep of that joint: :math:`h^1\sim\sigma(\beta(W_1 v + W_2^\top h^2
+    + c_1))`, then :math:`h^2\sim\sigma((1-\beta)\operatorname{logit}\mu^2 + \beta(W_2h^1 +
+    c_2))`. :math:`f_0 = 2^{H_1}q`, :math:`f_1 = \tilde p(v,\cdot)`, and
 
-    .. math:: \widehat{\log	ilde p}(v) = H_1\log 2 + \lograc1R\sum_{r=1}^R w^{(r)}
+    .. math:: \widehat{\log\tilde p}(v) = H_1\log 2 + \log\frac1R\sum_{r=1}^R w^{(r)}
 
-    with :math:`w^{(r)}` the AIS weights (Neal 2001): :math:`\mathbb E\,w = 	ilde p(v)/2^{H_1}`,
-    so the estimate is a stochastic **lower** bound on :math:`\log	ilde p(v)` that tightens as
+    with :math:`w^{(r)}` the AIS weights (Neal 2001): :math:`\mathbb E\,w = \tilde p(v)/2^{H_1}`,
+    so the estimate is a stochastic **lower** bound on :math:`\log\tilde p(v)` that tightens as
     the ladder lengthens, where importance sampling from :math:`q` alone is limited by how far
     the factorial :math:`q` is from the correlated posterior :math:`p(h^2\mid v)`
     (Salakhutdinov & Hinton 2009 use AIS per test image for the same term).
@@ -324,7 +324,7 @@ def dbm_posterior_ais_log_prob(dbm: DBM, v: torch.Tensor, betas=1000, num_runs: 
     **Limiting cases**: with ``betas = [0, 1]`` it is importance sampling from the clipped
     :math:`q(h^2)` with R samples; when :math:`W_2 = 0` the posterior of :math:`h^2` is the
     factorial :math:`\sigma(c_2)`, mean field finds it, and every weight equals
-    :math:`	ilde p(v)/2^{H_1}` (zero variance) on any ladder.
+    :math:`\tilde p(v)/2^{H_1}` (zero variance) on any ladder.
     """
     if not isinstance(dbm, DBM):
         raise ValueError(f"dbm must be a pyro_deepgen.energy.DBM, got {type(dbm).__name__}")

@@ -115,11 +115,11 @@ class ParallelTempering(BlockGibbs):
     the path of Salakhutdinov & Murray's AIS instead, :math:`p_\beta(v, h) \propto
     p_A(v)^{1-\beta}\,e^{-\beta E(v, h)}` with :math:`p_A(v) \propto e^{b_A^\top v}`, the RBM
     with weights :math:`\beta W`, hidden biases :math:`\beta c` and visible biases
-    :math:`\beta b + (1-\beta) b_A` (:meth:`_base_rate_sweep`); the swaps use
+    :math:`\beta b + (1-\beta) b_A` (``_base_rate_sweep``); the swaps use
     :math:`E_t = E + b_A^\top v` (:meth:`path_energy`). The ladder may then end at
     :math:`\beta_K = 0`, where a sweep is an exact independent draw from the base rate
     (independent pixels with the data marginals, uniform hidden units): every state the hot
-    end hands down is a fresh one. Default ladder :func:`base_rate_ladder`. Every step is ``num_sweeps``
+    end hands down is a fresh one. Default ladder ``base_rate_ladder``. Every step is ``num_sweeps``
     times: one block-Gibbs sweep of every replica at its own temperature (the model's
     :meth:`~pyro_deepgen.energy.EnergyModel.gibbs_step` with a ``beta`` per replica, one call
     for all replicas and chains), then one round of swaps between neighbours

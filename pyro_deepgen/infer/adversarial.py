@@ -236,7 +236,7 @@ class AdversarialLoss:
     def update_average(self) -> None:
         """One step of the moving average towards the generator's current parameters (the first
         call, with no generator step taken yet, copies them); buffers are copied. Called at the
-        start of every :meth:`__call__`."""
+        start of every ``__call__``."""
         if self.average is None:
             return
         weight = 1.0 if self._steps == 0 else 1.0 - self._average_decay

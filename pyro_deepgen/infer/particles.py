@@ -349,7 +349,7 @@ def draw_particles(
     :param bool prune: drop the plates' subsample sites (keep them to replay the same minibatch
         indices later).
     :param bool track_provenance: with ``pathwise=False`` only: tag every drawn latent value
-        with its site's name (:class:`_SampleWithoutPath`), so that each site's ``log_prob``
+        with its site's name (``_SampleWithoutPath``), so that each site's ``log_prob``
         carries the set of guide sites it depends on.
     :param int check_plate_nesting: the ``max_plate_nesting`` the user gave, for Pyro's
         model/guide check (plus the particle plates, as Pyro's vectorized ELBO counts them);

@@ -101,10 +101,6 @@ class Discriminator(nn.Module):
     Fréchet distance from 111 to 61, but with ``minibatch_std`` it did worse than the feature
     alone (Fréchet 58 against 9; docs/implicit.rst). The label embedding is not normalized.
 
-    :param x_dim: data dimension.
-    :param hidden: hidden layer sizes.
-    :param num_classes: labels for a conditional discriminator; ``None``: none.
-    :param label_dim: size of the learned label embedding (conditional only).
     With ``minibatch_std=True`` the last hidden layer's activations :math:`h_i` of the batch get one
     more feature before the output layer, the same for every sample (Karras et al. 2018,
     arXiv:1710.10196, Sec. 3):
@@ -119,6 +115,10 @@ class Discriminator(nn.Module):
     generated data, not on a mixture, and with more than one sample (:math:`n = 1` gives
     :math:`s = 10^{-4}`).
 
+    :param x_dim: data dimension.
+    :param hidden: hidden layer sizes.
+    :param num_classes: labels for a conditional discriminator; ``None``: none.
+    :param label_dim: size of the learned label embedding (conditional only).
     :param spectral_norm: normalize every linear layer's weight by its spectral norm.
     :param minibatch_std: append the minibatch standard deviation :math:`s` before the output layer.
     """
