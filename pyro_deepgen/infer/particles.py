@@ -468,7 +468,10 @@ def _check_batch_dims(
             if site["type"] != "sample":
                 continue
             log_prob = site.get("log_prob")
-            if log_prob is not None and log_prob.dim() > max_plate_nesting + num_particle_dims:
+            if log_prob is None:
+                continue
+            extra = log_prob.shape[: max(log_prob.dim() - max_plate_nesting - num_particle_dims, 0)]
+            if any(size != 1 for size in extra):  # size-1 dims broadcast, as in Pyro's check
                 raise _outside_plates(name, log_prob.shape, max_plate_nesting)
 
 

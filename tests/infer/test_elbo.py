@@ -462,3 +462,28 @@ def test_vimco_guide_with_only_a_factor():
         pyro.factor("f", torch.tensor(0.0), has_rsample=True)
 
     assert TraceVIMCO_ELBO(num_particles=4).loss(lambda: None, guide) == 0.0
+
+
+@pytest.mark.parametrize("make", [lambda: TraceIWAE_ELBO(1), lambda: TraceHVI_ELBO(num_steps=0)],
+                         ids=["iwae1", "hvi0"])
+def test_size_one_dim_outside_plates_is_accepted_as_by_trace_elbo(make):
+    # a latent of batch shape (1,) and no plate (Pyro's test_inference conjugate models): Pyro's
+    # shape check lets size-1 dims broadcast; value and gradient equal Trace_ELBO's per seed
+    data = torch.tensor([1.0])
+
+    def model():
+        lam = pyro.sample("lam", dist.Gamma(torch.ones(1), torch.ones(1)))
+        pyro.sample("obs", dist.Poisson(lam), obs=data)
+
+    def guide():
+        a = pyro.param("a", torch.full((1,), 2.0), constraint=dist.constraints.positive)
+        pyro.sample("lam", dist.Gamma(a, torch.ones(1)))
+
+    results = []
+    for elbo in (Trace_ELBO(), make()):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        loss = elbo.differentiable_loss(model, guide)
+        results.append((loss.item(), torch.autograd.grad(loss, [pyro.param("a").unconstrained()])[0]))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    assert torch.allclose(results[1][1], results[0][1], rtol=1e-5)
