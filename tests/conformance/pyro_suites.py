@@ -9,7 +9,9 @@ it the ``tests`` folder of a Pyro checkout of the installed version (e.g. ``git 
         --file test_valid_models.py --out /tmp/iwae1.jsonl [-- extra pytest args, e.g. -k plate]
 
 ``--target all`` loops over every target; ``--list`` prints them. Each test is run under a
-per-test time limit (``--timeout``, SIGALRM). The retargeting: before Pyro's test modules are
+per-test time limit (``--timeout``, SIGALRM); ``--nodeids FILE`` reruns only the listed tests
+(e.g. those that ran past the limit on a loaded machine, written to a file that sorts after the
+first results, so that ``--summarize`` counts the rerun). The retargeting: before Pyro's test modules are
 imported, ``pyro.infer.Trace_ELBO`` and ``pyro.infer.TraceGraph_ELBO`` are replaced by
 factories (keeping their names, so test ids and ``Elbo is TraceGraph_ELBO`` branches hold) that
 build the target class from Trace_ELBO's arguments (``num_particles``, ``vectorize_particles``,
@@ -22,9 +24,10 @@ independent one-particle estimates, vectorized in an outermost plate (``vectoriz
 or looped. ELBO-valued classes (score function, HVI) take ``num_particles=N`` themselves; the
 k>1 columns (a different objective) keep their own ``k``.
 
-Output: one JSON line per test (nodeid, target, outcome, retargeted, error type, message) and a
-tally on stdout. The docs page ``docs/infer/conformance.rst`` ("Pyro's suites, retargeted")
-records the classified result.
+Output: one JSON line per test (nodeid, target, outcome, retargeted, error type, message, the
+file that raised it and any chained cause) and a tally on stdout. ``--summarize DIR`` classifies
+every ``DIR/*.jsonl`` (:func:`classify`) into one table per test file; with ``--write-docs
+docs/infer/conformance.rst`` it rewrites that page's tables ("Pyro's suites, retargeted").
 """
 import argparse
 import json
@@ -138,6 +141,7 @@ class Retarget:
     def __init__(self, target, out, timeout):
         self.target, self.out, self.timeout = target, out, timeout
         self.built = 0
+        self.raised_in = self.cause = None
         self.records = []
 
     def factory(self, name):
@@ -182,6 +186,7 @@ class Retarget:
 
     def pytest_runtest_call(self, item):
         self.built = 0
+        self.raised_in = self.cause = None
 
         def alarm(signum, frame):
             raise TimeoutError(f"over the {self.timeout} s limit of pyro_suites.py")
@@ -192,29 +197,159 @@ class Retarget:
     def pytest_runtest_teardown(self, item):
         signal.alarm(0)
 
+    def pytest_runtest_makereport(self, item, call):
+        # where the exception was raised (innermost frame): a deliberate refusal is raised in
+        # pyro_deepgen's own code. Returns None, so pytest still builds the report.
+        if call.excinfo is not None and call.when in ("setup", "call"):
+            tb = call.excinfo.traceback
+            self.raised_in = str(tb[-1].path) if len(tb) else None
+            # an exception inside ``pytest.warns``/``pytest.raises`` is chained to pytest's own
+            # failure ("DID NOT WARN"): keep the first line of the original and where it came from
+            cause = call.excinfo.value.__cause__ or call.excinfo.value.__context__
+            self.cause = None
+            if cause is not None:
+                frame = cause.__traceback__
+                while frame is not None and frame.tb_next is not None:
+                    frame = frame.tb_next
+                self.cause = {"error": type(cause).__name__,
+                              "message": (str(cause).splitlines() or [""])[0][:300],
+                              "raised_in": frame.tb_frame.f_code.co_filename if frame else None}
+
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             error = message = None
             if report.failed:
                 crash = getattr(report.longrepr, "reprcrash", None)
                 text = crash.message if crash else str(report.longrepr)
-                error, _, message = text.partition(":")
-                message = message.strip().splitlines()[0][:300] if message.strip() else ""
+                error, message = _error_and_message(text)
             rec = {"nodeid": report.nodeid, "target": self.target, "outcome": report.outcome,
-                   "retargeted": self.built > 0, "error": error, "message": message}
+                   "retargeted": self.built > 0, "error": error, "message": message,
+                   "raised_in": self.raised_in if report.failed else None,
+                   "cause": self.cause if report.failed else None}
             self.records.append(rec)
             if self.out:
                 with open(self.out, "a") as f:
                     f.write(json.dumps(rec) + "\n")
 
 
-def run(tests_dir, target, files, out, timeout, extra):
+#: the docs' name of each target
+LABELS = {
+    "pyro": "``pyro`` (control)", "iwae1": "``TraceIWAE_ELBO(1)``",
+    "stl1": "``TraceIWAE_ELBO(1, 'stl')``", "dreg1": "``TraceIWAE_ELBO(1, 'dreg')``",
+    "iwae5": "``TraceIWAE_ELBO(5)``", "dreg5": "``TraceIWAE_ELBO(5, 'dreg')``",
+    "vimco4": "``TraceVIMCO_ELBO(4)``", "sf": "``TraceScoreFunction_ELBO(N, None)``",
+    "sf_loo": "``TraceScoreFunction_ELBO(max(N, 2))`` (leave-one-out)",
+    "hvi0": "``TraceHVI_ELBO(num_steps=0)``", "hvi2": "``TraceHVI_ELBO(num_steps=2)``",
+    "rws": "``ReweightedWakeSleep(5)``", "ws": "``WakeSleep()``", "diffusion": "``DiffusionELBO()``",
+}
+#: targets that promise Trace_ELBO's value and gradient (the same objective, one particle)
+SAME_OBJECTIVE = ("pyro", "iwae1", "stl1", "dreg1", "hvi0")
+#: of those, the ones whose gradient is another unbiased estimator: STL and DReG drop the score
+#: term of log q, so a per-seed gradient comparison (Pyro's "At key 'scale': ..." message) differs
+OWN_GRADIENT = ("stl1", "dreg1")
+#: targets that put their own k > 1 particles in a plate left of the user's plates
+OWN_PARTICLES = ("iwae5", "dreg5", "vimco4", "sf_loo", "rws")
+COLUMNS = {"passed": "passed", "refusal": "named refusal", "pyro": "Pyro's own class fails too",
+           "numeric": "numeric (other objective or estimator)", "particle": "particle dim (k>1)",
+           "time": "time limit", "other": "other"}
+DOCS_BEGIN = ".. begin pyro-suites tables (written by tests/conformance/pyro_suites.py --summarize)"
+DOCS_END = ".. end pyro-suites tables"
+
+
+def _error_and_message(text):
+    """``(exception type, first line of its message)`` of pytest's crash text: ``"Type: message"``,
+    or a bare ``assert``'s rewritten expression (no type prefix), which is an AssertionError."""
+    error, sep, message = text.partition(":")
+    if not sep or not error.replace(".", "").replace("_", "").isalnum():
+        error, message = "AssertionError", text
+    message = message.strip()
+    return error, message.splitlines()[0][:300] if message else ""
+
+
+def classify(rec, pyro_failed):
+    """The column of one recorded test, or None for a skipped or unretargeted one.
+
+    A *named refusal* is a ``ValueError``/``TypeError``/``NotImplementedError`` raised in
+    pyro_deepgen's own code (directly, or chained under pytest's "DID NOT WARN"/"DID NOT
+    RAISE"). Any other failure of a target that promises ``Trace_ELBO``'s answer is "other", but a
+    per-seed gradient mismatch of STL/DReG (:data:`OWN_GRADIENT`), which is "numeric"."""
+    if not rec.get("retargeted") or rec["outcome"] not in ("passed", "failed"):
+        return None
+    if rec["outcome"] == "passed":
+        return "passed"
+    if rec["nodeid"] in pyro_failed:
+        return "pyro"
+    error, message = rec.get("error") or "", rec.get("message") or ""
+    if " " in error:  # recorded before _error_and_message: the whole crash text went into error
+        error, message = _error_and_message(f"{error}:{message}")
+    if error.endswith("TimeoutError") and "pyro_suites.py" in message:
+        return "time"
+    for raised in (rec, rec.get("cause") or {}):
+        if ("pyro_deepgen" in (raised.get("raised_in") or "")
+                and (raised.get("error") or "").split(".")[-1] in
+                ("ValueError", "TypeError", "NotImplementedError")):
+            return "refusal"
+    if rec["target"] in OWN_GRADIENT and error.endswith("AssertionError") and message.startswith("At key"):
+        return "numeric"
+    if rec["target"] in SAME_OBJECTIVE:
+        return "other"
+    if rec["target"] in OWN_PARTICLES and ("shape" in message or "Size(" in message):
+        return "particle"
+    if error.split(".")[-1] in ("AssertionError", "KeyError"):
+        return "numeric"
+    return "other"
+
+
+def summarize(results, write_docs=None):
+    """Classify every ``*.jsonl`` under ``results``, print one RST list-table per Pyro test file
+    (and the "other" failures to stderr), and optionally write them into ``write_docs`` between
+    the lines ``DOCS_BEGIN`` and ``DOCS_END``."""
+    records = []
+    for path in sorted(Path(results).glob("*.jsonl")):
+        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    latest = {}  # the last record of each (target, test) counts
+    for rec in records:
+        latest[rec["target"], rec["nodeid"]] = rec
+    pyro_failed = {n for (t, n), r in latest.items() if t == "pyro" and r["outcome"] == "failed"}
+    tables = []
+    for file in FILES:
+        counts = {}
+        for (target, nodeid), rec in latest.items():
+            column = classify(rec, pyro_failed) if f"/{file}::" in nodeid else None
+            if column is None:
+                continue
+            row = counts.setdefault(target, dict.fromkeys(COLUMNS, 0))
+            row[column] += 1
+            if column == "other":
+                print(f"OTHER {target} {nodeid}: {rec['error']}: {rec['message']}", file=sys.stderr)
+        if not counts:
+            continue
+        lines = [f".. list-table:: ``{file}``", "   :header-rows: 1", "",
+                 "   * - target"] + [f"     - {c}" for c in COLUMNS.values()]
+        for target in LABELS:
+            if target in counts:
+                lines += [f"   * - {LABELS[target]}"] + [f"     - {n}" for n in counts[target].values()]
+        tables.append("\n".join(lines))
+    text = "\n\n".join(tables)
+    print(text)
+    if write_docs:
+        doc = Path(write_docs).read_text()
+        head, sep, rest = doc.partition(DOCS_BEGIN + "\n")
+        _, sep2, tail = rest.partition(DOCS_END + "\n")
+        if not (sep and sep2):
+            raise SystemExit(f"--write-docs={write_docs}: the markers {DOCS_BEGIN!r} and "
+                             f"{DOCS_END!r} are not both in the file")
+        Path(write_docs).write_text(head + sep + "\n" + text + "\n\n" + sep2 + tail)
+
+
+def run(tests_dir, target, files, out, timeout, extra, nodeids=()):
     import pytest
 
     tests_dir = Path(tests_dir).resolve()
     if not (tests_dir / "infer").is_dir() or not (tests_dir / "common.py").is_file():
         raise SystemExit(f"tests_dir={tests_dir}: expected Pyro's tests folder (infer/, common.py)")
     root = tests_dir.parent
+    out = str(Path(out).resolve()) if out else out  # before the chdir below
     sys.path.insert(0, str(root))  # Pyro's tests import `tests.common`
     os.chdir(root)
     plugin = Retarget(target, out, timeout)
@@ -222,13 +357,16 @@ def run(tests_dir, target, files, out, timeout, extra):
         ini.write(PYRO_PYTEST_INI)
     args = ["-q", "-rN", "-p", "no:cacheprovider", "-p", "no:randomly", "-c", ini.name,
             "--rootdir", str(root)]
-    args += [str(tests_dir / "infer" / f) for f in files] + list(extra)
+    if nodeids:  # e.g. the tests that ran past --timeout on a loaded machine, rerun alone
+        args += [str(root / n) for n in nodeids] + list(extra)
+    else:
+        args += [str(tests_dir / "infer" / f) for f in files] + list(extra)
     pytest.main(args, plugins=[plugin])
     tally = {}
     for rec in plugin.records:
         key = rec["outcome"] if rec["retargeted"] else "not retargeted"
         tally[key] = tally.get(key, 0) + 1
-    print(json.dumps({"target": target, "files": files, **tally}))
+    print(json.dumps({"target": target, "files": list(nodeids) or files, **tally}))
     return plugin.records
 
 
@@ -240,9 +378,17 @@ def main(argv=None):
     parser.add_argument("--out", help="append one JSON line per test to this file")
     parser.add_argument("--timeout", type=int, default=60, help="seconds per test")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--nodeids", metavar="FILE",
+                        help="run only these tests (one pytest node id per line, 'tests/infer/...::name')")
+    parser.add_argument("--summarize", metavar="DIR",
+                        help="classify the *.jsonl results in DIR into the docs' tables and exit")
+    parser.add_argument("--write-docs", metavar="RST", help="with --summarize: the page to update")
     args, extra = parser.parse_known_args(argv)
     if args.list:
         print("\n".join(_targets()))
+        return
+    if args.summarize:
+        summarize(args.summarize, args.write_docs)
         return
     if args.tests_dir is None:
         parser.error("tests_dir is required (the tests folder of a Pyro checkout)")
@@ -251,8 +397,13 @@ def main(argv=None):
     if unknown:
         parser.error(f"--target={args.target!r}; use one of {list(_targets())} or 'all'")
     extra = [e for e in extra if e != "--"]
+    nodeids = []
+    if args.nodeids:
+        nodeids = [line.strip() for line in Path(args.nodeids).read_text().splitlines() if line.strip()]
+        if len(names) != 1 or not nodeids:
+            parser.error("--nodeids needs one --target and a file with at least one node id")
     if len(names) == 1:
-        run(args.tests_dir, names[0], args.file or list(FILES), args.out, args.timeout, extra)
+        run(args.tests_dir, names[0], args.file or list(FILES), args.out, args.timeout, extra, nodeids)
         return
     import subprocess  # one process per target: the patch happens before the test imports
 
