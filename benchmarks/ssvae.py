@@ -10,7 +10,7 @@ the time per epoch.
     .venv/bin/python benchmarks/ssvae.py                         # 100/600/1000/3000 labels, 5 draws
     .venv/bin/python benchmarks/ssvae.py --labels 100 --draws 1 --epochs 5   # a quick look
 
-Epochs and learning rate default to the command's MNIST values per model
+Every network setting defaults to the command's MNIST values per model
 (pyro_deepgen.experiments.ssvae.DEFAULTS).
 """
 import argparse
@@ -51,7 +51,8 @@ def main(args):
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.time()
                 report = run(SSVAEConfig(model=model, labels=labels, label_draws=args.draws, data="mnist",
-                                         data_root=str(args.data_root), z_dim=args.z_dim, hidden=tuple(args.hidden),
+                                         data_root=str(args.data_root), z_dim=args.z_dim,
+                                         hidden=tuple(args.hidden) if args.hidden else None,
                                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                          out=Path(tmp) / "run", progress=False))
                 row[model] = report["per_draw"]
@@ -77,11 +78,11 @@ if __name__ == "__main__":
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--models", nargs="+", default=["m2", "m1m2"], choices=["m1", "m2", "m1m2"])
     parser.add_argument("--epochs", type=int, default=None,
-                        help="default: the command's per-model MNIST value (m2 50, m1m2 40; DEFAULTS)")
-    parser.add_argument("--z-dim", type=int, default=50)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[500])
+                        help="M2's epochs; default: the command's per-model MNIST value (DEFAULTS)")
+    parser.add_argument("--z-dim", type=int, default=None, help="M2's z; default: the command's")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="M2's hidden sizes; default: the command's")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=None,
-                        help="default: the command's per-model MNIST value (m2 3e-3, m1m2 1e-3)")
+                        help="M2's step size; default: the command's per-model MNIST value")
     parser.add_argument("--seed", type=int, default=0)
     main(parser.parse_args())

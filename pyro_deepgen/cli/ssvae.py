@@ -19,6 +19,7 @@ from .common import (
     nonnegative_float,
     positive_float,
     positive_int,
+    unit_interval,
 )
 
 HELP = "semi-supervised VAEs (M1, M2, M1+M2): test error on a few labels"
@@ -61,18 +62,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-draws", type=positive_int, default=5,
                         help="class-balanced labelled subsets, seeds SEED, SEED+1, ... (default 5)")
     add_data_arguments(parser)
-    parser.add_argument("--z-dim", type=positive_int, default=50, help="latent size (default 50)")
-    parser.add_argument("--hidden", type=int_list, default=(500,), metavar=SIZES_METAVAR,
-                        help="hidden layer sizes of every network (default 500)")
+    parser.add_argument("--z-dim", type=positive_int, default=None,
+                        help="latent size of M2 (of M1 for --model m1); default 50, on mnist 2 for m1m2 and 20 for m1")
+    parser.add_argument("--hidden", type=int_list, default=None, metavar=SIZES_METAVAR,
+                        help="hidden layer sizes of M2's networks (of M1 for --model m1); default 500, on mnist "
+                             "100 for m1m2")
     parser.add_argument("--epochs", type=positive_int, default=None,
-                        help="epochs per training, over the unlabelled images (default: 10 on digits; on mnist "
-                             "50 for m2, 40 for m1 and m1m2)")
+                        help="epochs of M2 per draw, over the unlabelled images (of M1 for --model m1); default 10, "
+                             "on mnist 50 for m2, 150 for m1m2, 40 for m1")
+    parser.add_argument("--m1-z-dim", type=positive_int, default=None,
+                        help="m1m2 only: M1's latent size (default: --z-dim; on mnist 20)")
+    parser.add_argument("--m1-hidden", type=int_list, default=None, metavar=SIZES_METAVAR,
+                        help="m1m2 only: M1's hidden layer sizes (default: --hidden; on mnist 500)")
+    parser.add_argument("--m1-epochs", type=positive_int, default=None,
+                        help="m1m2 only: M1's epochs (default: --epochs; on mnist 40)")
+    parser.add_argument("--m1-lr", type=positive_float, default=None, metavar="LR",
+                        help="m1m2 only: M1's Adam step size (default: --lr; on mnist 1e-3)")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="unlabelled images per step (default 100)")
     parser.add_argument("--lr", type=positive_float, default=None, metavar="LR",
-                        help="Adam step size (default 3e-3; on mnist 1e-3 for m1 and m1m2)")
+                        help="Adam step size of M2 (of M1 for --model m1); default 3e-3, on mnist 1e-3 for m1 and "
+                             "2e-3 for m1m2")
+    parser.add_argument("--classifier-dropout", type=unit_interval(False, True), default=None, metavar="P",
+                        help="dropout on the input of q(y|x) in training (default 0; on mnist 0.3 for m1m2)")
     parser.add_argument("--alpha", type=nonnegative_float, default=None,
-                        help="weight of the classification term (default 46 x labels, Pyro's per-label weight; "
-                             "the paper: 0.1 N)")
+                        help="weight of the classification term (default 46 x labels, Pyro's per-label weight; on "
+                             "mnist 200 x labels for m1m2; the paper: 0.1 N)")
     add_common_arguments(parser, out_default="runs/ssvae")
 
 

@@ -121,11 +121,16 @@ class SSVAE(PyroModule):
         cross-entropy) or ``"gaussian"`` (learned diagonal variance; M1+M2's top layer).
     :param activation: hidden activation, default ``"softplus"`` (the paper's).
     :param float min_scale: added to every standard deviation.
+    :param float classifier_dropout: dropout probability on the input of :math:`q(y|x)` while the
+        module is in training mode (``self.training``), in the guide's :math:`q(y|x)` and in the
+        classification term; :meth:`classify` and :meth:`analogies` never drop. Each draw of the
+        mask is one member of a family of guides, so the bound stays a bound. Default 0 (the
+        paper's M2); 0.3 helps M1+M2 with 100 labels (docs/ssvae.rst).
     """
 
     def __init__(self, x_dim: int, num_classes: int, z_dim: int = 50, hidden_dims: Sequence[int] = (500,),
                  likelihood: str = "bernoulli", activation: Activation = "softplus",
-                 min_scale: float = 1e-4) -> None:
+                 min_scale: float = 1e-4, classifier_dropout: float = 0.0) -> None:
         super().__init__()
         self.likelihood = one_of(likelihood, "likelihood", LIKELIHOODS)
         self.x_dim, self.z_dim = positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
@@ -134,6 +139,9 @@ class SSVAE(PyroModule):
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.hidden_dims = positive_ints(hidden_dims, "hidden_dims", allow_empty=False)
         self.min_scale = finite_float(min_scale, "min_scale", low=0.0)
+        self.classifier_dropout = finite_float(classifier_dropout, "classifier_dropout", low=0.0)
+        if self.classifier_dropout >= 1:
+            raise ValueError(f"classifier_dropout must be in [0, 1), got {classifier_dropout}")
         self.encoder_y = MLP(x_dim, self.hidden_dims, num_classes, activation)
         self.encoder_z = LabelConditioned(x_dim, num_classes, self.hidden_dims, (z_dim, z_dim), activation)
         out = x_dim if likelihood == "bernoulli" else (x_dim, x_dim)
@@ -143,7 +151,10 @@ class SSVAE(PyroModule):
 
     # -- networks -------------------------------------------------------------------------
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of :math:`q(y|x)`, shape ``(..., C)``."""
+        """Logits of :math:`q(y|x)`, shape ``(..., C)`` (with ``classifier_dropout`` on ``x`` in
+        training mode)."""
+        if self.classifier_dropout and self.training:
+            x = F.dropout(x, self.classifier_dropout, training=True)
         return self.encoder_y(x)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor):
@@ -163,7 +174,7 @@ class SSVAE(PyroModule):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`q(y|x)`: class probabilities, shape ``(N, C)``."""
         self._check(x)
-        return torch.softmax(self.class_logits(x), -1)
+        return torch.softmax(self.encoder_y(x), -1)
 
     # -- checks ---------------------------------------------------------------------------
     def _check(self, x: torch.Tensor) -> None:
@@ -259,7 +270,7 @@ class SSVAE(PyroModule):
         most probable class of :math:`q(y|x)`), decoded with every class: shape ``(N, C, x_dim)``."""
         self._check(x)
         if y is None:
-            y = self.class_logits(x).argmax(-1)
+            y = self.encoder_y(x).argmax(-1)
         z = self.encode(x, y)[0]
         classes = torch.arange(self.num_classes, device=x.device)
         return self.mean(z.unsqueeze(1).expand(-1, self.num_classes, -1), classes.expand(x.shape[0], -1))
@@ -272,7 +283,7 @@ class StackedSSVAE(PyroModule):
     :meth:`features` draws :math:`z_1\sim q(z_1|x)` (or returns its mean); ``model``/``guide`` are
     the M2's on those features, so train with :class:`~pyro_deepgen.models.ssvae.SemiSupervisedLoss` given
     ``features=stacked.features`` (a fresh draw every step, as in the paper, which trains M2 on
-    samples of M1's posterior). :meth:`classify` uses the posterior mean.
+    samples of M1's posterior). :meth:`classify` averages :math:`q(y|z_1)` over such draws.
 
     :param m1: the trained VAE (its parameters get ``requires_grad=False``); held by reference,
         not as a submodule (Pyro refuses to adopt a ``PyroModule`` that has run), so it is not in
@@ -280,10 +291,11 @@ class StackedSSVAE(PyroModule):
     :param int num_classes: number of classes.
     :param int z_dim: M2's latent size.
     :param hidden_dims: M2's hidden layers.
+    :param float classifier_dropout: as :class:`SSVAE`'s, on :math:`q(y|z_1)`.
     """
 
     def __init__(self, m1: VAE, num_classes: int, z_dim: int = 50, hidden_dims: Sequence[int] = (500,),
-                 activation: Activation = "softplus") -> None:
+                 activation: Activation = "softplus", classifier_dropout: float = 0.0) -> None:
         super().__init__()
         if not isinstance(m1, VAE):
             raise ValueError(f"m1 must be a pyro_deepgen.models.VAE, got {type(m1).__name__}")
@@ -292,7 +304,8 @@ class StackedSSVAE(PyroModule):
         self.__dict__["m1"] = m1
         for p in m1.parameters():
             p.requires_grad_(False)
-        self.m2 = SSVAE(m1.z_dim, num_classes, z_dim, hidden_dims, likelihood="gaussian", activation=activation)
+        self.m2 = SSVAE(m1.z_dim, num_classes, z_dim, hidden_dims, likelihood="gaussian", activation=activation,
+                        classifier_dropout=classifier_dropout)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
@@ -310,9 +323,16 @@ class StackedSSVAE(PyroModule):
         self.m2.guide(z1, *args, **kwargs)
 
     @torch.no_grad()
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`q(y|\\mathbb E[z_1|x])`, shape ``(N, C)``."""
-        return self.m2.classify(self.features(x, sample=False))
+    def classify(self, x: torch.Tensor, num_samples: int = 32) -> torch.Tensor:
+        r""":math:`q(y|x) = \mathbb E_{q(z_1|x)}\,q(y|z_1)`, the guide's class probabilities with
+        :math:`z_1` integrated out, estimated from ``num_samples`` draws of :math:`z_1` (the M2 was
+        trained on such draws); ``num_samples=0``: :math:`q(y|\mathbb E[z_1|x])`. Shape ``(N, C)``.
+        On mnist-5k at 100 labels the 32-draw average was 1 point better than the mean (docs/ssvae.rst)."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+            raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
+        if num_samples == 0:
+            return self.m2.classify(self.features(x, sample=False))
+        return sum(self.m2.classify(self.features(x)) for _ in range(num_samples)) / num_samples
 
 
 class SemiSupervisedLoss:

@@ -42,7 +42,7 @@ OPTIONS = {
     "gsn": (GSNConfig, COMMON + "--walkback --noise --noise-level --epochs --batch-size --lr --hidden --chain-steps "
             "--mixing-chains --mixing-warmup --mixing-draws".split()),
     "ssvae": (SSVAEConfig, COMMON + "--model --labels --label-draws --z-dim --hidden --epochs --batch-size --lr "
-              "--alpha".split()),
+              "--alpha --m1-z-dim --m1-hidden --m1-epochs --m1-lr --classifier-dropout".split()),
     "autoencoder": (AutoencoderConfig, COMMON + "--kind --code-dim --lambda --layers --noise --corruption --loss "
                     "--epochs --batch-size --lr --n-init".split()),
     "flows2d": (Flows2DConfig, "--help --seed --device --out --overwrite --no-progress --energies --flows --depths "

@@ -24,3 +24,14 @@ def test_bad_labels_exit_2(tmp_path, labels, capsys):
     assert e.value.code == 2
     assert "labels" in capsys.readouterr().err
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("argv, name", [(["--model", "m2", "--m1-z-dim", "5"], "m1_z_dim (--m1-z-dim)"),
+                                        (["--classifier-dropout", "1"], "--classifier-dropout")])
+def test_bad_settings_exit_2(tmp_path, argv, name, capsys):
+    with pytest.raises(SystemExit) as e:
+        code = main(["ssvae", *argv, "--out", str(tmp_path / "r"), "--no-progress"])
+        raise SystemExit(code)
+    assert e.value.code == 2
+    assert name in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

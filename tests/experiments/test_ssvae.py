@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from pyro_deepgen.experiments.ssvae import SSVAEConfig, balanced_labels, run
+from pyro_deepgen.experiments.ssvae import SSVAEConfig, balanced_labels, default_alpha, run
 
 TINY = dict(labels=20, label_draws=2, z_dim=2, hidden=(16,), epochs=1, batch_size=200, progress=False)
 
@@ -25,8 +25,12 @@ def test_m2_report_files_and_resume(tmp_path):
 def test_m1_and_m1m2(tmp_path):
     m1 = run(SSVAEConfig(model="m1", out=tmp_path / "m1", **{**TINY, "label_draws": 1}))
     assert "RBF SVM" in m1["classifier"] and not (tmp_path / "m1" / "styles.png").exists()
-    m1m2 = run(SSVAEConfig(model="m1m2", out=tmp_path / "m1m2", **{**TINY, "label_draws": 1, "z_dim": 3}))
+    tiny = {**TINY, "label_draws": 1, "z_dim": 3}
+    m1m2 = run(SSVAEConfig(model="m1m2", out=tmp_path / "m1m2", **tiny))
     assert (tmp_path / "m1m2" / "styles.png").is_file() and "separate model" in m1m2["styles"]
+    # the classifier averages over draws of z1, seeded per draw: a resumed run scores the same
+    again = run(SSVAEConfig(model="m1m2", out=tmp_path / "m1m2", resume=True, **tiny))
+    assert again["per_draw"] == m1m2["per_draw"]
 
 
 def test_balanced_labels():
@@ -49,17 +53,38 @@ def test_too_many_labels(tmp_path):
         run(SSVAEConfig(labels=2000, out=tmp_path / "r", **{k: v for k, v in TINY.items() if k != "labels"}))
 
 
-def test_epochs_and_lr_defaults_per_data_and_model(tmp_path):
-    # None takes DEFAULTS: the digits keep 10 epochs at 3e-3; on MNIST M1+M2 uses 40 epochs at
-    # 1e-3 and M2 50 at 3e-3; given values are kept (download=True: no files needed to configure)
+def test_defaults_per_data_and_model(tmp_path):
+    # None takes DEFAULTS, else FALLBACK: the digits keep one setting for every network (10 epochs
+    # at 3e-3, z 50, hidden 500); on MNIST M2 uses 50 epochs at 3e-3, M1 a 20-D z, and M1+M2 a small
+    # M2 (z 2, hidden 100, dropout 0.3, 200 per label, 150 epochs at 2e-3) on a 40-epoch M1 with a
+    # 20-D z at 1e-3; given values are kept (download=True: no files needed to configure)
     digits = SSVAEConfig(out=tmp_path).resolved()
-    assert (digits.epochs, digits.lr) == (10, 3e-3)
+    assert (digits.epochs, digits.lr, digits.z_dim, digits.hidden) == (10, 3e-3, 50, (500,))
+    assert digits.classifier_dropout == 0
+    assert default_alpha(digits) == 46 * 100
+    stacked = SSVAEConfig(model="m1m2", z_dim=3, epochs=2, out=tmp_path).resolved()
+    assert stacked.m1_settings() == (3, (500,), 2, 3e-3)  # the digits: M1 follows the plain settings
     mnist = dict(data="mnist", data_root=str(tmp_path / "mnist"), download=True, out=tmp_path)
-    assert (SSVAEConfig(model="m1m2", **mnist).resolved().epochs, SSVAEConfig(model="m1m2", **mnist).resolved().lr) \
-        == (40, 1e-3)
-    assert (SSVAEConfig(model="m2", **mnist).resolved().epochs, SSVAEConfig(model="m2", **mnist).resolved().lr) \
-        == (50, 3e-3)
-    kept = SSVAEConfig(model="m1m2", epochs=3, lr=0.5, **mnist).resolved()
-    assert (kept.epochs, kept.lr) == (3, 0.5)
+    m1m2 = SSVAEConfig(model="m1m2", **mnist).resolved()
+    assert (m1m2.epochs, m1m2.lr, m1m2.z_dim, m1m2.hidden, m1m2.classifier_dropout) == (150, 2e-3, 2, (100,), 0.3)
+    assert m1m2.m1_settings() == (20, (500,), 40, 1e-3) and default_alpha(m1m2) == 200 * 100
+    m2 = SSVAEConfig(model="m2", **mnist).resolved()
+    assert (m2.epochs, m2.lr, m2.z_dim, m2.hidden, m2.classifier_dropout) == (50, 3e-3, 50, (500,), 0)
+    assert SSVAEConfig(model="m1", **mnist).resolved().m1_settings() == (20, (500,), 40, 1e-3)
+    kept = SSVAEConfig(model="m1m2", epochs=3, lr=0.5, m1_z_dim=7, alpha=1.0, **mnist).resolved()
+    assert (kept.epochs, kept.lr, kept.m1_z_dim, default_alpha(kept)) == (3, 0.5, 7, 1.0)
     with pytest.raises(ValueError, match=r"epochs \(--epochs\) must be a positive integer"):
         SSVAEConfig(epochs=0, out=tmp_path)
+
+
+@pytest.mark.parametrize("model", ["m1", "m2"])
+def test_m1_settings_are_refused_outside_m1m2(tmp_path, model):
+    with pytest.raises(ValueError, match=r"m1_z_dim \(--m1-z-dim\) is M1's setting under --model m1m2; "
+                                         rf"with --model {model} use z_dim \(--z-dim\)"):
+        SSVAEConfig(model=model, m1_z_dim=5, out=tmp_path)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_bad_classifier_dropout(tmp_path, value):
+    with pytest.raises(ValueError, match=r"classifier_dropout \(--classifier-dropout\)"):
+        SSVAEConfig(classifier_dropout=value, out=tmp_path)

@@ -226,5 +226,36 @@ def test_stacked_ssvae_trains_on_frozen_m1():
     assert all(torch.equal(a, b) for a, b in zip(before, m1.parameters()))
     probs = stacked.classify(x)
     assert probs.shape == (8, C) and torch.allclose(probs.sum(-1), torch.ones(8))
+    # classify averages q(y|z1) over draws z1 ~ q(z1|x); num_samples=0 uses the mean of q(z1|x)
+    torch.manual_seed(3)
+    by_hand = sum(stacked.m2.classify(stacked.features(x)) for _ in range(4)) / 4
+    torch.manual_seed(3)
+    assert torch.allclose(stacked.classify(x, num_samples=4), by_hand)
+    assert torch.equal(stacked.classify(x, num_samples=0), stacked.m2.classify(m1.encode(x)[0]))
+    with pytest.raises(ValueError, match="num_samples"):
+        stacked.classify(x, num_samples=-1)
     with pytest.raises(ValueError, match="m1 must be"):
         StackedSSVAE(stacked, C)
+
+
+def test_classifier_dropout_only_in_training_mode_and_never_in_classify():
+    pyro.set_rng_seed(0)
+    m = SSVAE(D, C, Z, (5,), likelihood="gaussian", classifier_dropout=0.5).double()
+    plain = SSVAE(D, C, Z, (5,), likelihood="gaussian").double()
+    plain.load_state_dict(m.state_dict())
+    x, y = data(64)
+    # training mode: the guide's q(y|x) sees dropped inputs (two calls differ); classify never drops
+    assert not torch.allclose(m.class_logits(x), m.class_logits(x))
+    assert torch.equal(m.classify(x), plain.classify(x))
+    # with a dropped input the bound is still a bound of the same model: in eval mode the two agree
+    m.eval()
+    assert torch.equal(m.class_logits(x), plain.class_logits(x))
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    pyro.set_rng_seed(1)
+    a = elbo.differentiable_loss(m.model, m.guide, x)
+    pyro.set_rng_seed(1)
+    b = elbo.differentiable_loss(plain.model, plain.guide, x)
+    assert torch.equal(a, b)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="classifier_dropout"):
+            SSVAE(D, C, classifier_dropout=bad)
