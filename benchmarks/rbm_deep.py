@@ -6,6 +6,10 @@
   K = 1000: tighter, still lower bounds in expectation), against the exact-up-to-AIS test
   log-likelihood of the DBN's first RBM on its own (the baseline, same process). The DBN should
   exceed the RBM (Hinton et al. 2006; Salakhutdinov & Murray 2008), and so should the DBM.
+  On the first ``raise_images`` held-out images each model also gets its conservative side
+  (RAISE, Burda et al. 2015: ``raise_log_prob`` for the RBM and the DBM, ``dbn_raise_log_prob``
+  for the DBN), next to its optimistic side on the same images, so that every ranking can be
+  read from both sides.
 - ``run_wake_sleep``: a sigmoid belief net with a recognition network trained with wake-sleep
   and with reweighted wake-sleep (K=5) for the same epochs; importance-sampled test log p(x)
   (``pyro_deepgen.evaluate.log_likelihood``). RWS should win (Bornschein & Bengio 2015).
@@ -25,7 +29,17 @@ import torch
 
 from pyro_deepgen.data import load_train_test
 from pyro_deepgen.evaluate import log_likelihood
-from pyro_deepgen.energy import DBM, DBN, MeanFieldPCD, ais_log_partition, dbm_posterior_ais_log_prob
+from pyro_deepgen.energy import (
+    DBM,
+    DBN,
+    MeanFieldPCD,
+    ais_log_partition,
+    dbm_posterior_ais_log_prob,
+    dbn_raise_log_prob,
+    pretrain_dbm,
+    pretrain_dbn,
+    raise_log_prob,
+)
 from pyro_deepgen.infer import ReweightedWakeSleep, WakeSleep, default_ais_schedule
 from pyro_deepgen.models import HelmholtzMachine
 from pyro_deepgen.train import fit
@@ -53,6 +67,12 @@ DEFAULTS = {
     "dbm_ais_images": (0, 10),
     "dbm_ais_betas": (1000, 50),
     "dbm_ais_runs": (20, 5),
+    # both sides on the first N held-out images: RAISE (conservative) with this ladder, R
+    # reverse chains per image (RBM, DBM) or K upward samples x 1 reverse chain (DBN)
+    "raise_images": (100, 10),
+    "raise_betas": (1000, 20),
+    "raise_runs": (10, 2),
+    "dbn_raise_samples": (100, 5),
     "ws_hidden": (200, 20),
     "ws_epochs": (20, 1),
     "ws_lr": (1e-3, 1e-3),
@@ -114,7 +134,7 @@ def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     # DBN: greedy stack of RBMs
     t0 = time.time()
     dbn = DBN((x_train.shape[1],) + hidden).to(x_train)
-    dbn.pretrain(x_train, optimizer=optimizer, **dict(fit_kwargs, lr=lr / batch))
+    pretrain_dbn(dbn, x_train, optimizer=optimizer, **dict(fit_kwargs, lr=lr / batch))
     dbn_seconds = time.time() - t0
     _save_model(args, "dbn", dbn)
     t0 = time.time()
@@ -130,7 +150,7 @@ def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     # DBM: doubled-weight pretraining, then mean-field PCD
     t0 = time.time()
     dbm = DBM(x_train.shape[1], hidden[0], hidden[-1]).to(x_train)
-    dbm.pretrain(x_train, optimizer=optimizer, **dict(fit_kwargs, lr=lr / batch))
+    pretrain_dbm(dbm, x_train, optimizer=optimizer, **dict(fit_kwargs, lr=lr / batch))
     pretrain_seconds = time.time() - t0
     t0 = time.time()
     dbm_epochs = setting(args, "dbm_epochs")
@@ -183,6 +203,11 @@ def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
     }
     if ais_images:
         res["dbm_per_image_check"] = per_image
+    raise_images = int(setting(args, "raise_images"))
+    if raise_images:
+        res["sandwich"] = _sandwich(args, x_train, x_test[:raise_images], bottom, dbn, dbm,
+                                    {"rbm": bottom.log_prob(x_test, log_z_rbm), "dbn": dbn_is,
+                                     "dbm": dbm_is}, top_data)
     gibbs = 200 if getattr(args, "quick", False) else 1000
     res["dbn_samples"] = _save_samples(args, "dbn", dbn.sample(64, num_steps=gibbs))
     res["dbm_samples"] = _save_samples(args, "dbm", dbm.sample(64, num_steps=gibbs))
@@ -194,6 +219,30 @@ def run_dbn_dbm(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
           f"{res['is_samples']}): DBN {res['dbn_test_importance_log_prob']:.2f}, DBM "
           f"{res['dbm_test_importance_log_prob']:.2f}")
     return res
+
+
+def _sandwich(args, x_train, x, rbm, dbn, dbm, optimistic, top_data) -> dict:
+    """Both sides of each model's log-likelihood on the images ``x`` (nats per image): the
+    conservative RAISE side and the optimistic one (``optimistic[name]``: the per-image estimates
+    with the forward-AIS log Z, on the first ``len(x)`` of them), with the gap, RAISE's standard
+    error and its seconds."""
+    betas = default_ais_schedule(int(setting(args, "raise_betas")), device=x.device)
+    runs = int(setting(args, "raise_runs"))
+    out = {"images": len(x), "betas": len(betas) - 1, "runs": runs,
+           "dbn_samples": int(setting(args, "dbn_raise_samples"))}
+    for name in ("rbm", "dbn", "dbm"):
+        t0 = time.time()
+        if name == "dbn":
+            low, se = dbn_raise_log_prob(dbn, x, betas, num_samples=out["dbn_samples"], base_rate=top_data)
+        else:
+            low, se = raise_log_prob(rbm if name == "rbm" else dbm, x, betas, runs, base_rate=x_train)
+        high = optimistic[name][:len(x)].mean().item()
+        out[name] = {"raise": low.mean().item(), "raise_stderr": (se.pow(2).sum().sqrt() / len(x)).item(),
+                     "optimistic": high, "gap": high - low.mean().item(), "seconds": time.time() - t0}
+        print(f"[sandwich] {name.upper()} on {len(x)} held-out images: RAISE {out[name]['raise']:.2f} "
+              f"+- {out[name]['raise_stderr']:.2f} (conservative), {high:.2f} (optimistic), "
+              f"gap {out[name]['gap']:.2f} ({out[name]['seconds']:.0f} s)")
+    return out
 
 
 def run_wake_sleep(x_train: torch.Tensor, x_test: torch.Tensor, args) -> dict:
@@ -275,6 +324,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dbm-ais-images", dest="dbm_ais_images", type=int, default=None,
                         help="check the DBM's importance-sampled per-image term by AIS on this "
                              "many held-out images (default 0; --quick 10)")
+    parser.add_argument("--raise-images", dest="raise_images", type=int, default=None,
+                        help="score both sides (RAISE and the optimistic estimate) on this many "
+                             "held-out images (default 100; 0: skip)")
+    parser.add_argument("--raise-betas", dest="raise_betas", type=int, default=None,
+                        help="RAISE's temperatures (default 1000)")
     parser.add_argument("--ws-epochs", dest="ws_epochs", type=int, default=None)
     parser.add_argument("--ais-betas", dest="ais_betas", type=int, default=None)
     parser.add_argument("--ais-runs", dest="ais_runs", type=int, default=None)
