@@ -42,7 +42,8 @@ OUTPUTS = {
         "checkpoint.pt": "the training checkpoint after the last epoch (--resume continues from it)",
         "monitors.json": "the per-epoch monitors, kept for --resume",
         "rbm.pt": "the trained RBM's state dict",
-        "samples.png": "fantasy particles after --gibbs-steps steps of --sampler",
+        "samples.png": "with --sampler pt: states of the chain summary's chains (8 per chain, evenly spaced); "
+                       "with gibbs: fantasy particles after --gibbs-steps sweeps",
         "weights.png": "the filters (rows of W) of the first 100 hidden units",
         "loss.png": "the free-energy gap per image by epoch",
         "chains_summary.csv": "arviz summary (ESS, R-hat) of --chains chains (--sampler) of the energy, free "
@@ -135,8 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ais-runs", type=positive_int, default=100,
                         help="AIS runs (default 100, as in the paper)")
     parser.add_argument("--gibbs-steps", type=positive_int, default=1000,
-                        help="sweeps for the fantasy particles (with --sampler pt: rounds of a sweep of "
-                             "every replica and a swap; default 1000)")
+                        help="block-Gibbs sweeps for the fantasy particles of --sampler gibbs (with pt the "
+                             "figure shows the chain summary's own states; default 1000)")
     parser.add_argument("--sampler", choices=("pt", "gibbs"), default="pt",
                         help="sampler of the chain summary and the fantasy particles: pt (parallel "
                              "tempering, default) or gibbs (block Gibbs)")
@@ -144,10 +145,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel-tempering replicas, beta = 1 included (default 25)")
     parser.add_argument("--min-beta", type=unit_interval(True, True), default=0.15, metavar="BETA",
                         help="the hottest replica's inverse temperature, in (0, 1) (default 0.15)")
-    parser.add_argument("--chains", type=positive_int, default=4,
-                        help="MCMC chains for the chain summary (default 4)")
-    parser.add_argument("--chain-samples", type=positive_int, default=4000,
-                        help="draws per chain after as many warm-up steps (default 4000)")
+    parser.add_argument("--chains", type=positive_int, default=8,
+                        help="MCMC chains for the chain summary, run vectorized (default 8)")
+    parser.add_argument("--chain-samples", type=positive_int, default=None,
+                        help="draws per chain of the chain summary (default 40000 with --data mnist, "
+                             "whose modes need long chains, 4000 with digits)")
+    parser.add_argument("--chain-warmup", type=positive_int, default=None,
+                        help="warm-up steps per chain, the PT ladder adapting (default: as many as "
+                             "--chain-samples, at most 8000)")
     add_common_arguments(parser, out_default="runs/rbm")
 
 

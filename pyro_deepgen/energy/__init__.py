@@ -14,14 +14,14 @@ from .sandwich import bdmc_log_partition, forward_ais_log_prob, log_likelihood_s
 from .sandwich import dbm_posterior_ais_log_prob, dbn_raise_log_prob  # noqa: F401
 from .cd import ContrastiveDivergence, MeanFieldPCD  # noqa: F401
 from .cd import pseudo_log_likelihood, reconstruction_error  # noqa: F401
-from .gibbs import BlockGibbs, fantasy_particles  # noqa: F401
+from .gibbs import BlockGibbs, fantasy_particles, run_chains  # noqa: F401
 from .tempering import ParallelTempering, geometric_ladder, replica_swap  # noqa: F401
 from .pretrain import pretrain, pretrain_dbm, pretrain_dbn  # noqa: F401
 
 __all__ = [
     "EnergyModel", "RBM", "DBN", "DBM", "DoubledRBM",
     "ContrastiveDivergence", "MeanFieldPCD", "pseudo_log_likelihood", "reconstruction_error",
-    "BlockGibbs", "fantasy_particles", "ParallelTempering", "geometric_ladder", "replica_swap",
+    "BlockGibbs", "fantasy_particles", "run_chains", "ParallelTempering", "geometric_ladder", "replica_swap",
     "ais_log_partition", "base_rate_logits", "mean_log_likelihood",
     "raise_log_prob", "dbn_raise_log_prob", "forward_ais_log_prob", "bdmc_log_partition", "log_likelihood_sandwich",
     "dbm_posterior_ais_log_prob",

@@ -1,6 +1,6 @@
 """Block-Gibbs MCMC kernel for every energy model (RBM, DBN, DBM), for :class:`pyro.infer.MCMC`."""
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
@@ -190,3 +190,68 @@ def fantasy_particles(model: EnergyModel, num_particles: int, num_steps: int = 1
     if int(torch.Size(image_shape).numel()) != num_visible:
         raise ValueError(f"image_shape {tuple(image_shape)} does not hold {num_visible} units")
     return v.reshape(num_particles, *image_shape)
+
+
+@torch.no_grad()
+def run_chains(kernel: BlockGibbs, num_samples: int, warmup_steps: int = 0,
+               sites: Optional[Sequence[str]] = None, progress: bool = False,
+               every: Optional[Dict[str, int]] = None) -> Dict[str, torch.Tensor]:
+    r"""Run the ``kernel.num_particles`` chains of a :class:`BlockGibbs` or
+    :class:`~pyro_deepgen.energy.ParallelTempering` kernel together, vectorized: every step
+    advances all chains with one batched sweep, on the model's device.
+
+    This is the vectorized chain method that Pyro 1.9's :class:`~pyro.infer.MCMC` lacks (it runs
+    ``num_chains`` chains one after another, or one process each; NumPyro has
+    ``chain_method="vectorized"``). The steps are those ``MCMC`` would take, ``kernel.setup
+    (warmup_steps)`` and then ``warmup_steps + num_samples`` calls of ``kernel.sample``, so a
+    parallel-tempering ladder adapts during the warm-up exactly as under ``MCMC``, here shared by
+    the chains (:meth:`~pyro_deepgen.energy.ParallelTempering.adapt` averages the swap rates
+    over them); afterwards the chains are independent given the frozen ladder.
+
+    :param kernel: a kernel built with ``num_particles`` = the number of chains.
+    :param int num_samples: draws kept per chain.
+    :param int warmup_steps: steps discarded first (default 0).
+    :param sites: the sites to keep (default: the chain statistics,
+        :attr:`BlockGibbs.STATISTICS`, that the model has).
+    :param bool progress: show a progress bar.
+    :param every: sites kept only at every n-th draw, ``{site: n}`` (e.g. ``{"v": 5000}``: a
+        few states of each chain for a figure, without storing every image).
+    :return: ``{site: tensor of shape (chains, draws, ...)}`` on the CPU, the layout of
+        ``MCMC.get_samples(group_by_chain=True)`` that
+        :func:`pyro_deepgen.diagnostics.summary` and arviz take (a site of ``every``: its
+        ``draws // n`` kept draws, the n-th, 2n-th, ...).
+    """
+    if not isinstance(kernel, BlockGibbs) or kernel.num_particles is None:
+        raise ValueError("kernel must be a BlockGibbs or ParallelTempering kernel built with "
+                         "num_particles=<number of chains>")
+    for name, value in (("num_samples", num_samples), ("warmup_steps", warmup_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "num_samples" else 0):
+            raise ValueError(f"{name} must be an integer >= {1 if name == 'num_samples' else 0}, got {value!r}")
+    kernel.setup(warmup_steps)
+    params = kernel.initial_params
+    names = [name for name in (BlockGibbs.STATISTICS if sites is None else sites) if name in params]
+    if sites is not None and len(names) != len(sites):
+        missing = sorted(set(sites) - set(params))
+        raise ValueError(f"sites {missing} are not sites of this kernel; it has {sorted(params)}")
+    every = dict(every or {})
+    for name, n in every.items():
+        if name not in params or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"every must map sites of this kernel ({sorted(params)}) to positive "
+                             f"integers; got {name!r}: {n!r}")
+    names = [name for name in names if name not in every]
+    draws: Dict[str, list] = {name: [] for name in names + list(every)}
+    steps = range(warmup_steps + num_samples)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"{kernel.num_particles} chains")
+    for t in steps:
+        params = kernel.sample(params)
+        if t >= warmup_steps:
+            for name in names:
+                draws[name].append(params[name].cpu().clone())
+            for name, n in every.items():
+                if (t - warmup_steps + 1) % n == 0:
+                    draws[name].append(params[name].cpu().clone())
+    kernel.cleanup()
+    return {name: torch.stack(values, dim=1) for name, values in draws.items()}

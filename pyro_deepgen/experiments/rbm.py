@@ -76,17 +76,24 @@ from .common import (
 
 COMMAND = "rbm"
 #: Settings used only after training, which a resumed run may change (``--resume-override``).
-AFTER_TRAINING = ("ais_betas", "ais_runs", "gibbs_steps", "chains", "chain_samples", "sampler")
+AFTER_TRAINING = ("ais_betas", "ais_runs", "gibbs_steps", "chains", "chain_samples", "chain_warmup",
+                  "sampler")
 SAMPLERS = ("pt", "gibbs")  # the chain summary's and the sample figure's sampler
 #: the statistics of the mixing check (``report["chains"]["mixed"]``): R-hat at most
-#: ``MAX_RHAT`` and bulk ESS at least ``MIN_ESS`` for each (issue 23's target)
+#: ``MAX_RHAT`` and bulk ESS at least ``MIN_ESS`` for each (R-hat and bulk ESS as in Vehtari et al. 2021)
 MIXING_STATISTICS = ("energy", "mean_hidden", "mean_visible")
 MAX_RHAT, MIN_ESS = 1.05, 100
+#: draws per chain of the chain summary by default: an RBM trained on MNIST has modes (the digit
+#: classes) that tempered chains leave only every few thousand rounds, so its chains must be ten
+#: times longer than on the 8x8 digits (measured, see the docs)
+DEFAULT_CHAIN_SAMPLES = {"digits": 4000, "mnist": 40000}
+MAX_DEFAULT_WARMUP = 8000  # the default warm-up: as many steps as draws, at most this many
 MONITORS = "monitors.json"  # the per-epoch monitors, kept next to the checkpoint for --resume
 MONITOR_SIZE = 1000  # images for the reconstruction error
 PLL_SIZE = 200  # images for the exact pseudo-log-likelihood (V flips each)
 RAISE_POINTS = 100  # test images scored by RAISE (the conservative side of the sandwich)
 RAISE_RUNS = 10  # reverse chains per image
+FIGURE_SAMPLES = 64  # images in samples.png
 
 
 @dataclasses.dataclass
@@ -122,10 +129,15 @@ class RBMConfig(ResumableConfig):
     :param ais_betas: AIS intermediate distributions, at least 3 (Salakhutdinov & Murray used
         14500; the default 2000 keeps the shape of their schedule).
     :param ais_runs: AIS runs, at least 2 (for an error bar).
-    :param gibbs_steps: sweeps for the fantasy particles (with ``sampler="pt"``: sweep-and-swap
-        rounds of every replica).
-    :param chains: MCMC chains for the chain summary.
-    :param chain_samples: draws per chain after as many warm-up steps.
+    :param gibbs_steps: block-Gibbs sweeps for the fantasy particles of ``sampler="gibbs"``; with
+        ``"pt"`` the sample figure shows states of the chain summary's own chains instead.
+    :param chains: MCMC chains for the chain summary (default 8), run vectorized
+        (:func:`~pyro_deepgen.energy.run_chains`).
+    :param chain_samples: draws per chain (default ``None``: 4000 on the digits, 40,000 on
+        MNIST, :data:`DEFAULT_CHAIN_SAMPLES`). On the mnist-5k RBM (CD-25, 100 epochs) 4000
+        draws per chain left R-hat at 1.06 to 1.16 (depending on the seed); 40,000 gave 1.02.
+    :param chain_warmup: warm-up steps per chain, during which the PT ladder adapts (default
+        ``None``: as many as ``chain_samples``, at most 8000).
     :param sampler: ``"pt"`` (parallel tempering, default) or ``"gibbs"`` (block Gibbs) for the
         chain summary and the fantasy particles.
     :param temperatures: replicas of parallel tempering, including :math:`\beta = 1` (default
@@ -157,8 +169,9 @@ class RBMConfig(ResumableConfig):
     ais_betas: int = 2000
     ais_runs: int = 100
     gibbs_steps: int = 1000
-    chains: int = 4
-    chain_samples: int = 4000
+    chains: int = 8
+    chain_samples: Optional[int] = None
+    chain_warmup: Optional[int] = None
     sampler: str = "pt"
     temperatures: int = 25
     min_beta: float = 0.15
@@ -171,8 +184,12 @@ class RBMConfig(ResumableConfig):
                 raise ValueError(f"hidden (--hidden) is the size of the RBM's one hidden layer: give one "
                                  f"number, e.g. 500; got {self.hidden!r}")
             self.hidden = self.hidden[0]
+        if self.chain_samples is None:
+            self.chain_samples = DEFAULT_CHAIN_SAMPLES[self.data]
+        if self.chain_warmup is None and isinstance(self.chain_samples, int):
+            self.chain_warmup = min(self.chain_samples, MAX_DEFAULT_WARMUP)
         check_positive_int(self, "hidden", "cd_k", "epochs", "batch_size", "ais_betas", "ais_runs",
-                           "gibbs_steps", "chains", "chain_samples", "temperatures")
+                           "gibbs_steps", "chains", "chain_samples", "chain_warmup", "temperatures")
         if self.pcd and self.pt_pcd:
             raise ValueError("pcd (--pcd) and pt_pcd (--pt-pcd) exclude each other: pass one")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
@@ -237,54 +254,92 @@ def monitors(rbm: RBM, x_train: torch.Tensor, x_test: torch.Tensor,
 
 def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = True,
                   sampler: str = "gibbs", temperatures: int = 10, min_beta: float = 0.5,
-                  thin: int = 1, base_rate: Optional[torch.Tensor] = None):
+                  thin: int = 1, base_rate: Optional[torch.Tensor] = None,
+                  warmup_steps: Optional[int] = None, vectorized: bool = True, snapshots: int = 0):
     r"""The arviz summary (R-hat, ESS) of the chain statistics of :class:`BlockGibbs`
     (``sampler="gibbs"``) or :class:`ParallelTempering` (``"pt"``: ``temperatures`` replicas
     down to ``min_beta``, the ladder adapted during the warm-up; with ``base_rate``, visible
     log-odds :math:`b_A`, the ladder ends at :math:`\beta = 0` on the base-rate path
-    :math:`p_\beta \propto p_A^{1-\beta} p^\beta`) run through ``pyro.infer.MCMC``:
-    ``num_chains`` chains of ``num_samples`` draws after as many warm-up steps, each draw
-    ``thin`` sweeps (sweep-and-swap rounds) after the last, each chain from its own random
-    start. The table's ``attrs`` hold ``"sweeps"`` (per chain, warm-up included), and for PT
-    each chain's adapted ladder (``"betas"``) and swap acceptance rates
-    (``"swap_acceptance"``)."""
+    :math:`p_\beta \propto p_A^{1-\beta} p^\beta`): ``num_chains`` chains of ``num_samples``
+    draws after ``warmup_steps`` warm-up steps (default as many as the draws), each draw or
+    warm-up step ``thin`` sweeps (sweep-and-swap rounds) after the last, each chain from its own
+    random start.
+
+    ``vectorized=True`` (default) advances all chains with one batched sweep on the model's
+    device (:func:`~pyro_deepgen.energy.run_chains`; a PT ladder is then adapted once for all
+    chains); ``vectorized=False`` runs them through ``pyro.infer.MCMC``, one after another or in
+    worker processes, on the CPU, each PT chain adapting its own ladder. The table's ``attrs``
+    hold ``"sweeps"`` and ``"warmup"`` (per chain), and for PT the ladders (``"betas"``) and swap
+    acceptance rates (``"swap_acceptance"``): one entry per chain, or with ``vectorized`` one for
+    all (``"shared_ladder"``). With ``snapshots`` = k > 0 (vectorized only) ``attrs["snapshots"]``
+    holds k states of each chain, evenly spaced over its draws, as visible means
+    :math:`p(v=1\mid h)` of shape ``(chains, k, V)``: samples of the very chains whose mixing
+    the table reports."""
     from pyro.infer import MCMC
 
     from ..diagnostics import summary
+    from ..energy import run_chains
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-    rbm = copy.deepcopy(rbm).cpu()  # MCMC's worker processes are forked: keep CUDA out of them
     if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
         raise ValueError(f"thin must be a positive integer (sweeps per retained draw), got {thin!r}")
+    warmup_steps = num_samples if warmup_steps is None else warmup_steps
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
     if base_rate is not None and sampler != "pt":
         raise ValueError("base_rate is the hot end of parallel tempering: pass sampler='pt' or no base_rate")
+    if isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0 \
+            or (snapshots and not vectorized) or snapshots > num_samples:
+        raise ValueError(f"snapshots must be an integer from 0 to num_samples ({num_samples}), with "
+                         f"vectorized=True; got {snapshots!r}")
+    if not vectorized:
+        rbm = copy.deepcopy(rbm).cpu()  # MCMC's worker processes are forked: keep CUDA out of them
+    particles = dict(num_particles=num_chains) if vectorized else {}
     kernel = (ParallelTempering(rbm, num_temperatures=temperatures, min_beta=min_beta, num_sweeps=thin,
-                                base_rate=base_rate) if sampler == "pt"
-              else BlockGibbs(rbm, num_sweeps=thin))
-    with warnings.catch_warnings():
-        # on small machines MCMC runs the chains one after another and says so: expected here
-        warnings.filterwarnings("ignore", message="num_chains=.*drawn sequentially")
-        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_samples,
-                    num_chains=num_chains, save_params=list(BlockGibbs.STATISTICS),
-                    disable_progbar=not progress)
-        mcmc.run()
-    table = summary(mcmc, var_names=list(BlockGibbs.STATISTICS))
+                                base_rate=base_rate, **particles) if sampler == "pt"
+              else BlockGibbs(rbm, num_sweeps=thin, **particles))
+    names = list(BlockGibbs.STATISTICS)
+    if vectorized:
+        every = {"h": num_samples // snapshots} if snapshots else None
+        draws = run_chains(kernel, num_samples, warmup_steps, names, progress, every=every)
+        hidden = draws.pop("h", None)
+        table = summary(draws, var_names=names)
+        if hidden is not None:
+            with torch.no_grad():
+                table.attrs["snapshots"] = rbm.visible_mean(hidden[:, -snapshots:].to(rbm.weight)).cpu()
+    else:
+        with warnings.catch_warnings():
+            # on small machines MCMC runs the chains one after another and says so: expected here
+            warnings.filterwarnings("ignore", message="num_chains=.*drawn sequentially")
+            mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
+                        num_chains=num_chains, save_params=names, disable_progbar=not progress)
+            mcmc.run()
+        table = summary(mcmc, var_names=names)
     table.attrs["sampler"] = sampler
-    table.attrs["sweeps"] = 2 * num_samples * thin
+    table.attrs["sweeps"] = (num_samples + warmup_steps) * thin
+    table.attrs["warmup"] = warmup_steps * thin
     table.attrs["thin"] = thin
     table.attrs["base_rate"] = base_rate is not None
+    table.attrs["vectorized"] = vectorized
     if sampler == "pt":
-        diagnostics = mcmc.diagnostics()
-        for key in ("betas", "swap_acceptance"):
-            table.attrs[key] = [diagnostics[key][f"chain {i}"] for i in range(num_chains)]
+        if vectorized:
+            diagnostics = kernel.diagnostics()
+            table.attrs["shared_ladder"] = True
+            for key in ("betas", "swap_acceptance"):
+                table.attrs[key] = [diagnostics[key]]
+        else:
+            diagnostics = mcmc.diagnostics()
+            for key in ("betas", "swap_acceptance"):
+                table.attrs[key] = [diagnostics[key][f"chain {i}"] for i in range(num_chains)]
     return table
 
 
 def mixing_report(table) -> Dict[str, Any]:
     """The report's ``chains`` entry: the sampler, R-hat, bulk and tail ESS of the chain
     statistics, ``mixed`` (R-hat <= ``MAX_RHAT`` (1.05) and bulk ESS >= ``MIN_ESS`` (100) for each of
-    :data:`MIXING_STATISTICS`), and for PT each chain's ladder and swap rates."""
+    :data:`MIXING_STATISTICS`), and for PT the ladders and swap rates (one per chain, or one
+    shared by the vectorized chains: ``shared_ladder``)."""
     rows = [name for name in ("energy", "free_energy", "mean_hidden", "mean_visible") if name in table.index]
     out = {"sampler": table.attrs.get("sampler"),
            "r_hat": {name: float(table.loc[name, "r_hat"]) for name in rows},
@@ -292,7 +347,8 @@ def mixing_report(table) -> Dict[str, Any]:
            "ess_tail": {name: float(table.loc[name, "ess_tail"]) for name in rows}}
     out["mixed"] = all(out["r_hat"][name] <= MAX_RHAT and out["ess_bulk"][name] >= MIN_ESS
                        for name in MIXING_STATISTICS if name in rows)
-    for key in ("betas", "swap_acceptance", "sweeps", "thin", "base_rate"):
+    for key in ("betas", "swap_acceptance", "shared_ladder", "sweeps", "warmup", "thin", "base_rate",
+                "vectorized"):
         if key in table.attrs:
             out[key] = table.attrs[key]
     return out
@@ -303,11 +359,13 @@ def mixing_text(table) -> str:
     lines = [table.to_string(), "", f"sampler: {table.attrs.get('sampler')}"
              + (" (base-rate hot end, beta = 0)" if table.attrs.get("base_rate") else "")]
     if "sweeps" in table.attrs:
-        lines.append(f"sweeps per chain (warm-up included): {table.attrs['sweeps']}, "
-                     f"{table.attrs.get('thin', 1)} per retained draw")
+        lines.append(f"sweeps per chain (warm-up included): {table.attrs['sweeps']}"
+                     + (f" ({table.attrs['warmup']} warm-up)" if "warmup" in table.attrs else "")
+                     + f", {table.attrs.get('thin', 1)} per retained draw")
     for i, (betas, rates) in enumerate(zip(table.attrs.get("betas", []), table.attrs.get("swap_acceptance", []))):
-        lines.append(f"chain {i}: betas " + " ".join(f"{b:.3f}" for b in betas))
-        lines.append(f"chain {i}: swap acceptance " + " ".join(f"{a:.2f}" for a in rates))
+        who = "all chains (one shared ladder)" if table.attrs.get("shared_ladder") else f"chain {i}"
+        lines.append(f"{who}: betas " + " ".join(f"{b:.3f}" for b in betas))
+        lines.append(f"{who}: swap acceptance " + " ".join(f"{a:.2f}" for a in rates))
     return "\n".join(lines) + "\n"
 
 
@@ -447,9 +505,12 @@ def run(config: RBMConfig) -> Dict[str, Any]:
     }
     t2 = time.time()
     pyro.set_rng_seed(config.seed)
+    # the sample figure shows states of the chain summary's own PT chains (64 in all)
+    snapshots = min(-(-FIGURE_SAMPLES // config.chains), config.chain_samples) if config.sampler == "pt" else 0
     summary = chain_summary(rbm, config.chains, config.chain_samples, config.progress,
                             sampler=config.sampler, temperatures=config.temperatures,
-                            min_beta=config.min_beta)
+                            min_beta=config.min_beta, warmup_steps=config.chain_warmup, snapshots=snapshots)
+    particles = summary.attrs.pop("snapshots", None)
     report["chains"] = {**mixing_report(summary), "num_chains": config.chains, "draws": config.chain_samples}
     report["chains_seconds"] = time.time() - t2
     with folder.results() as out:
@@ -458,7 +519,8 @@ def run(config: RBMConfig) -> Dict[str, Any]:
         write_report(out, report)
         torch.save(rbm.state_dict(), out / "rbm.pt")
         write_figures(rbm, history, config.gibbs_steps, out, sampler=config.sampler,
-                      temperatures=config.temperatures, min_beta=config.min_beta)
+                      temperatures=config.temperatures, min_beta=config.min_beta,
+                      particles=particles, chain_samples=config.chain_samples)
     print(mixing_text(summary), end="")
     per_epoch_time = ("" if report["seconds_per_epoch"] is None
                       else f"; {report['seconds_per_epoch']:.2f} s per epoch")
@@ -487,12 +549,21 @@ def tempered_fantasy_particles(rbm: RBM, num_particles: int, num_steps: int, tem
 
 
 def write_figures(rbm: RBM, history: History, gibbs_steps: int, out: Path, sampler: str = "gibbs",
-                  temperatures: int = 10, min_beta: float = 0.5) -> None:
-    """``samples.png`` (fantasy particles after ``gibbs_steps`` block-Gibbs sweeps, or with
-    ``sampler="pt"`` as many parallel-tempering rounds), ``weights.png`` (the first 100 filters,
-    each scaled to [0, 1]) and ``loss.png``."""
+                  temperatures: int = 10, min_beta: float = 0.5, particles: Optional[torch.Tensor] = None,
+                  chain_samples: Optional[int] = None) -> None:
+    """``samples.png`` (with ``particles`` ``(chains, k, V)``: the chain summary's PT snapshots,
+    see :func:`chain_summary`; otherwise fantasy particles after ``gibbs_steps`` block-Gibbs
+    sweeps, or with ``sampler="pt"`` as many parallel-tempering rounds), ``weights.png`` (the
+    first 100 filters, each scaled to [0, 1]) and ``loss.png``."""
     shape = image_shape(rbm.num_visible)
-    if sampler == "pt":
+    if particles is not None:
+        chains, k = particles.shape[:2]
+        spacing = "" if chain_samples is None else f", {chain_samples // k} rounds apart"
+        title = f"samples of the {chains} parallel-tempering chains of the chain summary"
+        caption = (f"p(v=1|h) of the beta = 1 replica: row-wise {k} states of each chain{spacing} "
+                   f"({temperatures} temperatures down to {min_beta})")
+        particles = particles.reshape(chains * k, -1)[:FIGURE_SAMPLES]
+    elif sampler == "pt":
         particles = tempered_fantasy_particles(rbm, 64, gibbs_steps, temperatures, min_beta)
         title = f"fantasy particles after {gibbs_steps} parallel-tempering steps"
         caption = (f"visible means p(v=1|h) of the beta = 1 replica of 64 independent chains "

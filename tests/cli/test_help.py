@@ -31,7 +31,8 @@ OPTIONS = {
             "--hvi-steps --guide --flow-depth --eval-samples".split()),
     "rbm": (RBMConfig, COMMON + "--hidden --cd-k --pcd --epochs --batch-size --lr --momentum --weight-decay "
             "--sparsity-target --sparsity-cost --ais-betas --ais-runs --gibbs-steps --chains "
-            "--chain-samples --pt-pcd --val-fraction --patience --sampler --temperatures --min-beta".split()),
+            "--chain-samples --chain-warmup --pt-pcd --val-fraction --patience --sampler --temperatures "
+            "--min-beta".split()),
     "diffusion": (DiffusionConfig, COMMON + "--steps --schedule --epochs --batch-size --lr --loss --mean-type "
                   "--net --hidden --hidden-dims --base-channels --num-train --max-test --num-samples "
                   "--objective --sampler --sample-steps".split()),

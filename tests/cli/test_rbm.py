@@ -58,7 +58,8 @@ def test_cli_rbm_bad_values(argv, message, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--cd-k", "3", "--pcd"], ["--hidden", "0"], ["--cd-k", "0"],
-                                  ["--pcd", "--pt-pcd"], ["--temperatures", "0"]])
+                                  ["--pcd", "--pt-pcd"], ["--temperatures", "0"],
+                                  ["--chain-warmup", "0"]])
 def test_cli_rbm_rejects_bad_flags(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(["rbm", *argv])

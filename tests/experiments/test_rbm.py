@@ -22,7 +22,9 @@ def test_run_returns_the_report_it_writes(tmp_path, capsys):
     assert "log Z =" in capsys.readouterr().out
     # the default sampler is parallel tempering; the report gives its mixing numbers
     chains = report["chains"]
-    assert chains["sampler"] == "pt" and len(chains["swap_acceptance"]) == 2
+    # the chains run vectorized and share one adapted ladder
+    assert chains["sampler"] == "pt" and chains["vectorized"] and chains["shared_ladder"]
+    assert len(chains["swap_acceptance"]) == 1 and len(chains["swap_acceptance"][0]) == 24
     assert len(chains["betas"][0]) == 25 and chains["betas"][0][0] == 1.0
     for name in ("energy", "mean_hidden", "mean_visible"):
         assert chains["r_hat"][name] > 0 and chains["ess_bulk"][name] > 0
@@ -72,6 +74,8 @@ def test_pt_pcd_run_and_early_stopping(tmp_path):
     (dict(min_beta=0.0), r"min_beta \(--min-beta\) must be in \(0, 1\)"),
     (dict(temperatures=0), r"temperatures \(--temperatures\) must be a positive integer"),
     (dict(pcd=True, pt_pcd=True), r"exclude each other"),
+    (dict(chain_samples=0), r"chain_samples \(--chain-samples\) must be a positive integer"),
+    (dict(chain_warmup=0), r"chain_warmup \(--chain-warmup\) must be a positive integer"),
 ])
 def test_config_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -89,8 +93,9 @@ def test_chain_summary_thinning_and_base_rate_hot_end():
     model = RBM(6, 4)
     base = base_rate_logits(torch.bernoulli(torch.full((50, 6), 0.3)))
     table = experiment.chain_summary(model, 2, 10, progress=False, sampler="pt", temperatures=3,
-                                     min_beta=0.5, thin=2, base_rate=base)
-    assert table.attrs["sweeps"] == 40 and table.attrs["base_rate"]
+                                     min_beta=0.5, thin=2, base_rate=base, vectorized=False)
+    assert table.attrs["sweeps"] == 40 and table.attrs["base_rate"] and not table.attrs["vectorized"]
+    assert len(table.attrs["betas"]) == 2  # through pyro.infer.MCMC every chain adapts its own ladder
     for betas in table.attrs["betas"]:
         assert betas[0] == 1.0 and betas[-1] == 0.0 and len(betas) == 3
     report = experiment.mixing_report(table)
@@ -101,6 +106,54 @@ def test_chain_summary_thinning_and_base_rate_hot_end():
         experiment.chain_summary(model, 2, 10, progress=False, thin=0)
     with pytest.raises(ValueError, match="base_rate is the hot end of parallel tempering"):
         experiment.chain_summary(model, 2, 10, progress=False, sampler="gibbs", base_rate=base)
+
+
+def test_chain_length_defaults_follow_the_data(tmp_path):
+    """MNIST's chains are ten times longer by default (40,000 draws; 4000 on the digits), the
+    warm-up is as long as the draws up to 8000 steps, and explicit values are kept."""
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    digits = RBMConfig()
+    assert (digits.chain_samples, digits.chain_warmup) == (4000, 4000)
+    mnist = RBMConfig(data="mnist", data_root=str(tmp_path))
+    assert (mnist.chain_samples, mnist.chain_warmup) == (40000, 8000)
+    assert RBMConfig(chain_samples=50).chain_warmup == 50
+    assert RBMConfig(chain_samples=50, chain_warmup=7).chain_warmup == 7
+
+
+def test_chain_summary_warmup_steps():
+    """``warmup_steps`` sets the warm-up apart from the draws: the ladder adapts during it and
+    the table reports the sweeps with and without it."""
+    from pyro_deepgen.energy import RBM
+    from pyro_deepgen.experiments import rbm as experiment
+
+    torch.manual_seed(0)
+    table = experiment.chain_summary(RBM(6, 4), 2, 10, progress=False, sampler="pt", temperatures=3,
+                                     min_beta=0.5, warmup_steps=30)
+    assert table.attrs["sweeps"] == 40 and table.attrs["warmup"] == 30
+    assert experiment.mixing_report(table)["warmup"] == 30
+    assert "(30 warm-up)" in experiment.mixing_text(table)
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
+        experiment.chain_summary(RBM(6, 4), 2, 10, progress=False, warmup_steps=-1)
+
+
+def test_chain_summary_snapshots_are_states_of_its_chains():
+    """snapshots=k keeps k evenly spaced states of each vectorized chain, as p(v=1|h) (strictly
+    inside (0, 1)), shaped (chains, k, V); bad counts and the MCMC path are refused."""
+    from pyro_deepgen.energy import RBM
+    from pyro_deepgen.experiments import rbm as experiment
+
+    torch.manual_seed(0)
+    rbm = RBM(6, 4)
+    table = experiment.chain_summary(rbm, 3, 12, progress=False, sampler="pt", temperatures=3,
+                                     min_beta=0.5, snapshots=4)
+    shots = table.attrs["snapshots"]
+    assert shots.shape == (3, 4, 6) and bool(((shots > 0) & (shots < 1)).all())
+    for bad in (-1, 13):
+        with pytest.raises(ValueError, match="snapshots must be an integer from 0 to num_samples"):
+            experiment.chain_summary(rbm, 3, 12, progress=False, snapshots=bad)
+    with pytest.raises(ValueError, match="with vectorized=True"):
+        experiment.chain_summary(rbm, 3, 12, progress=False, snapshots=2, vectorized=False)
 
 
 def test_method_name():
