@@ -337,11 +337,8 @@ def dbm_posterior_ais_log_prob(dbm: DBM, v: torch.Tensor, betas=1000, num_runs: 
     num_runs = _num_runs(num_runs, "num_runs", 2)
     if not 0 < proposal_floor < 0.5:
         raise ValueError(f"proposal_floor must be in (0, 0.5), got {proposal_floor}")
-    n = len(v)
-    step = n if batch_size is None else _num_runs(batch_size, "batch_size", 1)
     out, err = [], []
-    for s in range(0, n, step):
-        chunk = v[s:s + step]
+    for chunk in _batches(v, batch_size):
         path = _DBMPosteriorPath(dbm, chunk, num_runs, mean_field_steps, proposal_floor)
         log_w = annealed_importance_sampling(path.sample_base(), path.log_f, path.transition,
                                              betas)
@@ -364,6 +361,20 @@ def _path(model, base_rate, proposal_floor: float = 1e-3):
     raise TypeError(f"model must be a pyro_deepgen.energy.RBM or DBM, got {type(model).__name__} "
                     "(for a DBN use dbn_raise_log_prob: its likelihood is its top RBM's plus an "
                     "importance-sampled term)")
+
+
+def _batches(v: torch.Tensor, batch_size: Optional[int]):
+    """The rows of ``v`` in batches of ``batch_size`` (all at once for ``None``)."""
+    step = len(v) if batch_size is None else _num_runs(batch_size, "batch_size", 1)
+    return [v[s:s + step] for s in range(0, len(v), step)]
+
+
+def _reverse_log_prob(path, x: torch.Tensor, num_runs: int, betas: torch.Tensor) -> torch.Tensor:
+    """RAISE's per-run log of the unbiased estimate of :math:`p_\text{ann}(x)`, shape
+    ``(num_runs, len(x))``: reverse chains from ``x`` down ``path``'s ladder."""
+    state, log_start = path.start(x, num_runs)
+    log_w = reverse_annealed_importance_sampling(state, path.log_f, path.transition, betas)
+    return (log_start - path.log_z0 - log_w).view(num_runs, len(x))
 
 
 @torch.no_grad()
@@ -402,15 +413,9 @@ def raise_log_prob(model, v: torch.Tensor, betas=None, num_runs: int = 10,
     v = _check_data(model, v, "v")
     betas = _betas(betas)
     num_runs = _num_runs(num_runs, "num_runs", 2)
-    n = len(v)
-    step = n if batch_size is None else _num_runs(batch_size, "batch_size", 1)
     out, err = [], []
-    for s in range(0, n, step):
-        chunk = v[s:s + step]
-        state, log_start = path.start(chunk, num_runs)
-        log_w = reverse_annealed_importance_sampling(state, path.log_f, path.transition, betas)
-        log_p = (log_start - path.log_z0 - log_w).view(num_runs, len(chunk))
-        value, se = log_mean_exp_with_stderr(log_p, dim=0)
+    for chunk in _batches(v, batch_size):
+        value, se = log_mean_exp_with_stderr(_reverse_log_prob(path, chunk, num_runs, betas), dim=0)
         out.append(value)
         err.append(se)
     return torch.cat(out), torch.cat(err)
@@ -470,20 +475,15 @@ def dbn_raise_log_prob(dbn: DBN, v: torch.Tensor, betas=None, num_samples: int =
     betas = _betas(betas)
     k = _num_runs(num_samples, "num_samples", 2)
     r = _num_runs(num_runs, "num_runs", 1)
-    n = len(v)
-    step = n if batch_size is None else _num_runs(batch_size, "batch_size", 1)
     out, err = [], []
-    for s in range(0, n, step):
-        chunk = v[s:s + step]
+    for chunk in _batches(v, batch_size):
         m = len(chunk)
         hidden = dbn.upward(chunk.expand(k, m, -1).reshape(k * m, -1))
         hidden = [h.view(k, m, -1) for h in hidden]
         log_p, log_q = dbn._log_p_and_q(chunk, hidden, 0.0)  # top term: -F(h^{L-1}) with log Z = 0
         h_top = hidden[-1].reshape(k * m, -1)
         directed = log_p.double() - (-top.free_energy(h_top).double()).view(k, m)
-        state, log_start = path.start(h_top, r)
-        log_w = reverse_annealed_importance_sampling(state, path.log_f, path.transition, betas)
-        log_top = torch.logsumexp((log_start - path.log_z0 - log_w).view(r, k * m), 0) - math.log(r)
+        log_top = torch.logsumexp(_reverse_log_prob(path, h_top, r, betas), 0) - math.log(r)
         log_weights = directed - log_q.double() + log_top.view(k, m)
         value, se = log_mean_exp_with_stderr(log_weights, dim=0)
         out.append(value)

@@ -83,9 +83,9 @@ SAMPLERS = ("pt", "gibbs")  # the chain summary's and the sample figure's sample
 #: ``MAX_RHAT`` and bulk ESS at least ``MIN_ESS`` for each (R-hat and bulk ESS as in Vehtari et al. 2021)
 MIXING_STATISTICS = ("energy", "mean_hidden", "mean_visible")
 MAX_RHAT, MIN_ESS = 1.05, 100
-#: draws per chain of the chain summary by default: an RBM trained on MNIST has modes (the digit
-#: classes) that tempered chains leave only every few thousand rounds, so its chains must be ten
-#: times longer than on the 8x8 digits (measured, see the docs)
+#: The chain summary's default number of draws per chain, by data set. An RBM trained on MNIST
+#: has modes (the digit classes) that tempered chains leave only every few thousand rounds, so
+#: its chains must be ten times longer than on the 8x8 digits (measured, see the docs).
 DEFAULT_CHAIN_SAMPLES = {"digits": 4000, "mnist": 40000}
 MAX_DEFAULT_WARMUP = 8000  # the default warm-up: as many steps as draws, at most this many
 MONITORS = "monitors.json"  # the per-epoch monitors, kept next to the checkpoint for --resume
