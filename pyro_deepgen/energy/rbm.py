@@ -302,6 +302,24 @@ class RBM(EnergyModel):
         return v if isinstance(state, torch.Tensor) else (v, h)
 
     @torch.no_grad()
+    def tempered_sweep_with_energy(self, state, beta: torch.Tensor):
+        r""":meth:`gibbs_step` with ``beta`` on the state ``(v, h)``, returning ``((v', h),
+        E(v', h))``: for Bernoulli visible units the energy of the new state comes from the
+        sweep's own visible input :math:`\eta = b + W^\top h`, :math:`E(v', h) = -\eta^\top v'
+        - c^\top h`, so parallel tempering's swaps need no third matrix product. Only for the
+        plain RBM energy (``plain_energy``) and Bernoulli visible units; same draws as
+        :meth:`gibbs_step`."""
+        if self.visible != "bernoulli" or not type(self).has_plain_energy():
+            raise ValueError("tempered_sweep_with_energy needs the plain RBM energy with Bernoulli "
+                             "visible units; use gibbs_step and energy")
+        v = state[0]
+        h = bernoulli_sample(torch.sigmoid(beta * self.hidden_input(v)))
+        eta = self.visible_input(h)
+        v = bernoulli_sample(torch.sigmoid(beta * eta))
+        energy = -(v * eta).sum(-1) - torch.matmul(h, self.hidden_bias)
+        return (v, h), energy
+
+    @torch.no_grad()
     def init_state(self, v: Optional[torch.Tensor] = None, batch_shape=()) -> State:
         """``(v, h)`` with ``h ~ p(h | v)``; without ``v``, ``v ~ p(v | h')`` for uniformly
         random ``h'`` of the given batch shape first."""

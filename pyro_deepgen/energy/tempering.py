@@ -222,6 +222,9 @@ class ParallelTempering(BlockGibbs):
         if adapt_lag is not None and not (isinstance(adapt_lag, (int, float)) and adapt_lag > 0):
             raise ValueError(f"adapt_lag must be > 0 (steps) or None for a constant rate, got {adapt_lag!r}")
         self.initial_betas = ladder
+        # a plain Bernoulli RBM returns its replicas' energies from the sweep itself
+        self._fused_sweep = (isinstance(model, RBM) and model.visible == "bernoulli"
+                             and type(model).has_plain_energy())
         self.adapt_enabled, self.adapt_rate, self.adapt_lag = bool(adapt), float(adapt_rate), adapt_lag
         self.adapt_steps = 0
         self.reset()
@@ -293,14 +296,18 @@ class ParallelTempering(BlockGibbs):
         model = self.energy_model
         x = replicas[0]
         shape = (-1,) + (1,) * (x.dim() - 1)
-        if self.base_rate is None:
-            replicas = model.gibbs_step(replicas, self.betas.to(x).reshape(shape))
-        else:
+        energies = None
+        if self.base_rate is not None:
             replicas = self._base_rate_sweep(replicas, self.betas.to(x).reshape(shape))
+        elif self._fused_sweep:
+            replicas, energies = model.tempered_sweep_with_energy(replicas, self.betas.to(x).reshape(shape))
+        else:
+            replicas = model.gibbs_step(replicas, self.betas.to(x).reshape(shape))
         if self.num_temperatures == 1:
             self._advance(None)
             return replicas
-        energies = self.path_energy(*replicas)
+        if energies is None:
+            energies = self.path_energy(*replicas)
         num_layers = len(replicas)
         first_prob = None
         for _ in range(self.swap_rounds):

@@ -370,3 +370,27 @@ def test_run_chains_is_the_kernel_loop_and_checks_its_input():
         run_chains(BlockGibbs(rbm, num_particles=2), 3, every={"v": 0})
     with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
         run_chains(BlockGibbs(rbm, num_particles=2), 3, warmup_steps=-1)
+
+
+def test_fused_sweep_energy_is_the_energy_of_the_new_state():
+    """RBM.tempered_sweep_with_energy: the same draws as gibbs_step with beta (same seed), and the
+    energy it returns from the sweep's visible input equals rbm.energy of the new state (float64,
+    to 1e-10), for replicas x chains at once; models without the plain energy are refused."""
+    from pyro_deepgen.energy import DoubledRBM
+
+    torch.manual_seed(0)
+    rbm = RBM(7, 5, init_scale=1.0).double()
+    with torch.no_grad():
+        rbm.visible_bias.normal_()
+        rbm.hidden_bias.normal_()
+    v = torch.bernoulli(torch.full((4, 3, 7), 0.5, dtype=torch.float64))
+    beta = torch.tensor([1.0, 0.8, 0.5, 0.2], dtype=torch.float64).reshape(-1, 1, 1)
+    state = (v, torch.zeros(4, 3, 5, dtype=torch.float64))
+    torch.manual_seed(1)
+    (v1, h1), energy = rbm.tempered_sweep_with_energy(state, beta)
+    torch.manual_seed(1)
+    v2, h2 = rbm.gibbs_step(state, beta)
+    assert torch.equal(v1, v2) and torch.equal(h1, h2) and energy.shape == (4, 3)
+    assert torch.allclose(energy, rbm.energy(v1, h1), atol=1e-10)
+    with pytest.raises(ValueError, match="plain RBM energy with Bernoulli visible units"):
+        DoubledRBM(7, 5, up=2.0).tempered_sweep_with_energy(state, beta)
