@@ -235,9 +235,9 @@ def run_chains(kernel: BlockGibbs, num_samples: int, warmup_steps: int = 0,
         raise ValueError(f"sites {missing} are not sites of this kernel; it has {sorted(params)}")
     every = dict(every or {})
     for name, n in every.items():
-        if name not in params or isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"every must map sites of this kernel ({sorted(params)}) to positive "
-                             f"integers; got {name!r}: {n!r}")
+        if name not in params or isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= num_samples:
+            raise ValueError(f"every must map sites of this kernel ({sorted(params)}) to integers from 1 "
+                             f"to num_samples ({num_samples}); got {name!r}: {n!r}")
     names = [name for name in names if name not in every]
     draws: Dict[str, list] = {name: [] for name in names + list(every)}
     steps = range(warmup_steps + num_samples)
@@ -247,11 +247,11 @@ def run_chains(kernel: BlockGibbs, num_samples: int, warmup_steps: int = 0,
         steps = tqdm(steps, desc=f"{kernel.num_particles} chains")
     for t in steps:
         params = kernel.sample(params)
-        if t >= warmup_steps:
+        if t >= warmup_steps:  # kept on the device (no synchronization per step), moved at the end
             for name in names:
-                draws[name].append(params[name].cpu().clone())
+                draws[name].append(params[name].clone())
             for name, n in every.items():
                 if (t - warmup_steps + 1) % n == 0:
-                    draws[name].append(params[name].cpu().clone())
+                    draws[name].append(params[name].clone())
     kernel.cleanup()
-    return {name: torch.stack(values, dim=1) for name, values in draws.items()}
+    return {name: torch.stack(values, dim=1).cpu() for name, values in draws.items()}

@@ -368,6 +368,8 @@ def test_run_chains_is_the_kernel_loop_and_checks_its_input():
         run_chains(BlockGibbs(rbm, num_particles=2), 0)
     with pytest.raises(ValueError, match="every must map sites of this kernel"):
         run_chains(BlockGibbs(rbm, num_particles=2), 3, every={"v": 0})
+    with pytest.raises(ValueError, match=r"to num_samples \(3\)"):
+        run_chains(BlockGibbs(rbm, num_particles=2), 3, every={"v": 4})
     with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0"):
         run_chains(BlockGibbs(rbm, num_particles=2), 3, warmup_steps=-1)
 
