@@ -396,3 +396,15 @@ def test_fused_sweep_energy_is_the_energy_of_the_new_state():
     assert torch.allclose(energy, rbm.energy(v1, h1), atol=1e-10)
     with pytest.raises(ValueError, match="plain RBM energy with Bernoulli visible units"):
         DoubledRBM(7, 5, up=2.0).tempered_sweep_with_energy(state, beta)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_run_chains_on_cuda():
+    """A CUDA model's vectorized PT chains run on the GPU and return their draws on the CPU."""
+    from pyro_deepgen.energy import run_chains
+
+    rbm = bimodal_rbm().cuda()
+    draws = run_chains(ParallelTempering(rbm, num_temperatures=4, min_beta=0.1, num_particles=3), 20,
+                       warmup_steps=5, every={"h": 10})
+    assert draws["energy"].shape == (3, 20) and draws["h"].shape == (3, 2, 1)
+    assert draws["energy"].device.type == "cpu"
