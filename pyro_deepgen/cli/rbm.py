@@ -148,7 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=positive_int, default=8,
                         help="MCMC chains for the chain summary, run vectorized (default 8)")
     parser.add_argument("--chain-samples", type=positive_int, default=None,
-                        help="draws per chain of the chain summary (default 60000 with --data mnist, "
+                        help="draws per chain of the chain summary (default 100000 with --data mnist, "
                              "whose modes need long chains, 4000 with digits)")
     parser.add_argument("--chain-warmup", type=positive_int, default=None,
                         help="warm-up steps per chain, the PT ladder adapting (default: as many as "

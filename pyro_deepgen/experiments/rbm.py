@@ -83,10 +83,11 @@ SAMPLERS = ("pt", "gibbs")  # the chain summary's and the sample figure's sample
 #: ``MAX_RHAT`` and bulk ESS at least ``MIN_ESS`` for each (R-hat and bulk ESS as in Vehtari et al. 2021)
 MIXING_STATISTICS = ("energy", "mean_hidden", "mean_visible")
 MAX_RHAT, MIN_ESS = 1.05, 100
+ROUND_TO = 4  # decimals of the chain summary (arviz rounds to 2, which would let R-hat 1.054 pass)
 #: The chain summary's default number of draws per chain, by data set. An RBM trained on MNIST
 #: has modes (the digit classes) that tempered chains leave only every few thousand rounds, so
-#: its chains must be 15 times longer than on the 8x8 digits (measured, see the docs).
-DEFAULT_CHAIN_SAMPLES = {"digits": 4000, "mnist": 60000}
+#: its chains must be 25 times longer than on the 8x8 digits (measured, see the docs).
+DEFAULT_CHAIN_SAMPLES = {"digits": 4000, "mnist": 100000}
 MAX_DEFAULT_WARMUP = 8000  # the default warm-up: as many steps as draws, at most this many
 MONITORS = "monitors.json"  # the per-epoch monitors, kept next to the checkpoint for --resume
 MONITOR_SIZE = 1000  # images for the reconstruction error
@@ -133,10 +134,10 @@ class RBMConfig(ResumableConfig):
         ``"pt"`` the sample figure shows states of the chain summary's own chains instead.
     :param chains: MCMC chains for the chain summary (default 8), run vectorized
         (:func:`~pyro_deepgen.energy.run_chains`).
-    :param chain_samples: draws per chain (default ``None``: 4000 on the digits, 60,000 on
+    :param chain_samples: draws per chain (default ``None``: 4000 on the digits, 100,000 on
         MNIST, :data:`DEFAULT_CHAIN_SAMPLES`). On the mnist-5k RBM (CD-25, 100 epochs) 4000
-        draws per chain left R-hat at 1.06 to 1.16 (depending on the seed); 40,000 gave 1.02 to
-        1.04, and 60,000 leave a margin below 1.05.
+        draws per chain left R-hat at 1.06 to 1.16 (depending on the seed), 40,000 gave up to
+        1.04 and 60,000 up to 1.05 (the training seed 1); see the docs for 100,000.
     :param chain_warmup: warm-up steps per chain, during which the PT ladder adapts (default
         ``None``: as many as ``chain_samples``, at most 8000).
     :param sampler: ``"pt"`` (parallel tempering, default) or ``"gibbs"`` (block Gibbs) for the
@@ -305,7 +306,7 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
         every = {"h": num_samples // snapshots} if snapshots else None
         draws = run_chains(kernel, num_samples, warmup_steps, names, progress, every=every)
         hidden = draws.pop("h", None)
-        table = summary(draws, var_names=names)
+        table = summary(draws, var_names=names, round_to=ROUND_TO)
         if hidden is not None:
             with torch.no_grad():
                 table.attrs["snapshots"] = rbm.visible_mean(hidden[:, -snapshots:].to(rbm.weight)).cpu()
@@ -316,7 +317,7 @@ def chain_summary(rbm: RBM, num_chains: int, num_samples: int, progress: bool = 
             mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps,
                         num_chains=num_chains, save_params=names, disable_progbar=not progress)
             mcmc.run()
-        table = summary(mcmc, var_names=names)
+        table = summary(mcmc, var_names=names, round_to=ROUND_TO)
     table.attrs["sampler"] = sampler
     table.attrs["sweeps"] = (num_samples + warmup_steps) * thin
     table.attrs["warmup"] = warmup_steps * thin

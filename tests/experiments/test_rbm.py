@@ -109,14 +109,14 @@ def test_chain_summary_thinning_and_base_rate_hot_end():
 
 
 def test_chain_length_defaults_follow_the_data(tmp_path):
-    """MNIST's chains are 15 times longer by default (60,000 draws; 4000 on the digits), the
+    """MNIST's chains are 25 times longer by default (100,000 draws; 4000 on the digits), the
     warm-up is as long as the draws up to 8000 steps, and explicit values are kept."""
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"")
     digits = RBMConfig()
     assert (digits.chain_samples, digits.chain_warmup) == (4000, 4000)
     mnist = RBMConfig(data="mnist", data_root=str(tmp_path))
-    assert (mnist.chain_samples, mnist.chain_warmup) == (60000, 8000)
+    assert (mnist.chain_samples, mnist.chain_warmup) == (100000, 8000)
     assert RBMConfig(chain_samples=50).chain_warmup == 50
     assert RBMConfig(chain_samples=50, chain_warmup=7).chain_warmup == 7
 
