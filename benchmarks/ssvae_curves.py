@@ -59,16 +59,32 @@ def main(args):
         print(f"M1: {args.m1_epochs} epochs, {(time.time() - t0) / args.m1_epochs:.2f} s per epoch, "
               f"loss {history.loss[-1]:.1f}", flush=True)
         m1_baselines(m1, x[index], y[index], x_test, y_test)
-        net = StackedSSVAE(m1, 10, args.z_dim, args.hidden, classifier_dropout=args.classifier_dropout)
+        net = StackedSSVAE(m1, 10, args.z_dim, args.hidden, classifier_dropout=args.classifier_dropout,
+                           classifier_input=args.classifier_input, classifier_hidden=args.classifier_hidden)
         features = net.features
     else:
-        net = SSVAE(x.shape[1], 10, args.z_dim, args.hidden, classifier_dropout=args.classifier_dropout)
+        net = SSVAE(x.shape[1], 10, args.z_dim, args.hidden, classifier_dropout=args.classifier_dropout,
+                    classifier_hidden=args.classifier_hidden)
     loss = SemiSupervisedLoss(x[index], y[index], len(x_u), alpha=args.alpha_per_label * args.labels,
                               features=features)
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=args.lr)
 
+    params = [p for p in net.parameters() if p.requires_grad]
+    ema = [p.detach().clone() for p in params] if args.ema else None
+
     def error(xs, ys):
         return 100.0 * (net.classify(xs).argmax(-1) != ys).float().mean().item()
+
+    def ema_error(xs, ys):
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, e in zip(params, ema):
+                p.copy_(e)
+        result = error(xs, ys)
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        return result
 
     t0 = time.time()
     for epoch in range(1, args.epochs + 1):
@@ -78,11 +94,23 @@ def main(args):
             if args.binarize:
                 batch = torch.bernoulli(batch)
             optimizer.zero_grad()
-            loss(net.model, net.guide, batch).backward()
+            if args.supervised_only:  # the control: the classification term alone, same classifier and dropout
+                model = net.m2 if args.model == "m1m2" else net
+                xl = x[index] if features is None else features(x[index])
+                logits = model.class_logits(xl)
+                torch.nn.functional.cross_entropy(logits, y[index]).backward()
+            else:
+                loss(net.model, net.guide, batch).backward()
             optimizer.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for p, e in zip(params, ema):
+                        e.lerp_(p, 1 - args.ema)
         if epoch % args.every == 0 or epoch == args.epochs:
             print(f"epoch {epoch}: error labelled {error(x[index], y[index]):.1f}%, unlabelled {error(x_u, y_u):.1f}%, "
-                  f"test {error(x_test, y_test):.1f}%; {(time.time() - t0) / epoch:.2f} s per epoch", flush=True)
+                  f"test {error(x_test, y_test):.1f}%"
+                  + (f" (EMA: test {ema_error(x_test, y_test):.1f}%)" if ema is not None else "")
+                  + f"; {(time.time() - t0) / epoch:.2f} s per epoch", flush=True)
 
 
 if __name__ == "__main__":
@@ -99,6 +127,15 @@ if __name__ == "__main__":
     parser.add_argument("--z-dim", type=int, default=50)
     parser.add_argument("--hidden", type=int, nargs="+", default=[500])
     parser.add_argument("--classifier-dropout", type=float, default=0.0, help="dropout on q(y|x)'s input")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="also report the test error at an exponential moving average of the parameters "
+                             "with this decay per step (0: off)")
+    parser.add_argument("--classifier-input", choices=["code", "image"], default="code",
+                        help="m1m2: q(y|z1) (code) or q(y|x) (image)")
+    parser.add_argument("--classifier-hidden", type=int, nargs="+", default=None,
+                        help="hidden layers of q(y|.) (default: --hidden)")
+    parser.add_argument("--supervised-only", action="store_true",
+                        help="control: train q(y|x) on the labelled pairs alone (same steps, dropout, optimizer)")
     parser.add_argument("--binarize", action="store_true", help="a fresh Bernoulli draw of every unlabelled batch")
     parser.add_argument("--m1-epochs", type=int, default=40)
     parser.add_argument("--m1-z", type=int, default=50)

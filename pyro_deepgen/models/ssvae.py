@@ -125,12 +125,19 @@ class SSVAE(PyroModule):
         module is in training mode (``self.training``), in the guide's :math:`q(y|x)` and in the
         classification term; :meth:`classify` and :meth:`analogies` never drop. Each draw of the
         mask is one member of a family of guides, so the bound stays a bound. Default 0 (the
-        paper's M2); 0.3 helps M1+M2 with 100 labels (docs/ssvae.rst).
+        paper's M2); on mnist-5k with 100 labels 0.7 helps M2 and 0.3 M1+M2 (docs/ssvae.rst).
+    :param int classifier_dim: 0 (default): :math:`q(y|\cdot)` reads ``x``. Otherwise every row
+        passed to :meth:`model`, :meth:`guide`, :meth:`classify` is ``[x | u]``, ``x`` the
+        ``x_dim`` modelled values and ``u`` ``classifier_dim`` further values that only
+        :math:`q(y|u)` reads (M1+M2 with the image as the classifier's input: ``x`` = M1's code
+        :math:`z_1`, ``u`` = the image). Any guide is allowed, so the bounds stay bounds.
+    :param classifier_hidden: hidden layers of :math:`q(y|\cdot)` (default: ``hidden_dims``).
     """
 
     def __init__(self, x_dim: int, num_classes: int, z_dim: int = 50, hidden_dims: Sequence[int] = (500,),
                  likelihood: str = "bernoulli", activation: Activation = "softplus",
-                 min_scale: float = 1e-4, classifier_dropout: float = 0.0) -> None:
+                 min_scale: float = 1e-4, classifier_dropout: float = 0.0, classifier_dim: int = 0,
+                 classifier_hidden: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         self.likelihood = one_of(likelihood, "likelihood", LIKELIHOODS)
         self.x_dim, self.z_dim = positive_int(x_dim, "x_dim"), positive_int(z_dim, "z_dim")
@@ -142,7 +149,12 @@ class SSVAE(PyroModule):
         self.classifier_dropout = finite_float(classifier_dropout, "classifier_dropout", low=0.0)
         if self.classifier_dropout >= 1:
             raise ValueError(f"classifier_dropout must be in [0, 1), got {classifier_dropout}")
-        self.encoder_y = MLP(x_dim, self.hidden_dims, num_classes, activation)
+        if isinstance(classifier_dim, bool) or not isinstance(classifier_dim, int) or classifier_dim < 0:
+            raise ValueError(f"classifier_dim must be an int >= 0 (0: q(y|x) reads x), got {classifier_dim!r}")
+        self.classifier_dim = classifier_dim
+        self.classifier_hidden = self.hidden_dims if classifier_hidden is None else positive_ints(
+            classifier_hidden, "classifier_hidden", allow_empty=False)
+        self.encoder_y = MLP(classifier_dim or x_dim, self.classifier_hidden, num_classes, activation)
         self.encoder_z = LabelConditioned(x_dim, num_classes, self.hidden_dims, (z_dim, z_dim), activation)
         out = x_dim if likelihood == "bernoulli" else (x_dim, x_dim)
         self.decoder = LabelConditioned(z_dim, num_classes, self.hidden_dims[::-1], out, activation)
@@ -150,9 +162,18 @@ class SSVAE(PyroModule):
             to_pyro_module_(m)
 
     # -- networks -------------------------------------------------------------------------
+    def data(self, x: torch.Tensor) -> torch.Tensor:
+        """The modelled part of the rows ``x`` (all of it when ``classifier_dim`` is 0)."""
+        return x[..., : self.x_dim] if self.classifier_dim else x
+
+    def classifier_input(self, x: torch.Tensor) -> torch.Tensor:
+        r"""What :math:`q(y|\cdot)` reads of the rows ``x``: ``x``, or its last ``classifier_dim`` values."""
+        return x[..., self.x_dim:] if self.classifier_dim else x
+
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of :math:`q(y|x)`, shape ``(..., C)`` (with ``classifier_dropout`` on ``x`` in
+        """Logits of :math:`q(y|x)`, shape ``(..., C)`` (with ``classifier_dropout`` on its input in
         training mode)."""
+        x = self.classifier_input(x)
         if self.classifier_dropout and self.training:
             x = F.dropout(x, self.classifier_dropout, training=True)
         return self.encoder_y(x)
@@ -160,7 +181,7 @@ class SSVAE(PyroModule):
     def encode(self, x: torch.Tensor, y: torch.Tensor):
         """``(loc, scale)`` of :math:`q(z|x,y)`; ``y`` (integer classes) broadcasts against ``x``'s
         batch shape."""
-        loc, raw = self.encoder_z(x, y)
+        loc, raw = self.encoder_z(self.data(x), y)
         return loc, F.softplus(raw) + self.min_scale
 
     def likelihood_dist(self, z: torch.Tensor, y: torch.Tensor) -> dist.Distribution:
@@ -174,13 +195,16 @@ class SSVAE(PyroModule):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`q(y|x)`: class probabilities, shape ``(N, C)``."""
         self._check(x)
-        return torch.softmax(self.encoder_y(x), -1)
+        return torch.softmax(self.encoder_y(self.classifier_input(x)), -1)
 
     # -- checks ---------------------------------------------------------------------------
     def _check(self, x: torch.Tensor) -> None:
-        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[-1] != self.x_dim:
+        width = self.x_dim + self.classifier_dim
+        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[-1] != width:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"x must have shape (batch, {self.x_dim}); got {shape}. "
+            what = f"{width} = x_dim {self.x_dim} + classifier_dim {self.classifier_dim}" if self.classifier_dim \
+                else str(width)
+            raise ValueError(f"x must have shape (batch, {what}); got {shape}. "
                              "Flatten images with x.reshape(len(x), -1).")
         check_batch(self, x, "x", "SSVAE", self.likelihood == "bernoulli")
 
@@ -239,7 +263,7 @@ class SSVAE(PyroModule):
                 yy = pyro.sample("y" + part.suffix, prior, obs=part.y)
                 zero = part.x.new_zeros(b, self.z_dim)
                 z = pyro.sample("z" + part.suffix, dist.Normal(zero, 1.0 + zero).to_event(1))
-                pyro.sample("x" + part.suffix, self.likelihood_dist(z, yy), obs=part.x)
+                pyro.sample("x" + part.suffix, self.likelihood_dist(z, yy), obs=self.data(part.x))
                 if part.labelled and alpha:
                     log_q = dist.Categorical(logits=self.class_logits(part.x)).log_prob(part.y)
                     pyro.factor("classification" + part.suffix, (alpha / (part.size or b)) * log_q)
@@ -270,7 +294,7 @@ class SSVAE(PyroModule):
         most probable class of :math:`q(y|x)`), decoded with every class: shape ``(N, C, x_dim)``."""
         self._check(x)
         if y is None:
-            y = self.encoder_y(x).argmax(-1)
+            y = self.encoder_y(self.classifier_input(x)).argmax(-1)
         z = self.encode(x, y)[0]
         classes = torch.arange(self.num_classes, device=x.device)
         return self.mean(z.unsqueeze(1).expand(-1, self.num_classes, -1), classes.expand(x.shape[0], -1))
@@ -291,12 +315,19 @@ class StackedSSVAE(PyroModule):
     :param int num_classes: number of classes.
     :param int z_dim: M2's latent size.
     :param hidden_dims: M2's hidden layers.
-    :param float classifier_dropout: as :class:`SSVAE`'s, on :math:`q(y|z_1)`.
+    :param float classifier_dropout: as :class:`SSVAE`'s, on the classifier's input.
+    :param str classifier_input: ``"code"`` (default): :math:`q(y|z_1)`, the paper's; ``"image"``:
+        :math:`q(y|x)` reads the image (the guide may use any input; :meth:`features` then returns
+        ``[z_1 | x]``, see :class:`SSVAE`'s ``classifier_dim``), while the generative model and
+        :math:`q(z|z_1,y)` stay on :math:`z_1`.
+    :param classifier_hidden: hidden layers of the classifier (default: ``hidden_dims``).
     """
 
     def __init__(self, m1: VAE, num_classes: int, z_dim: int = 50, hidden_dims: Sequence[int] = (500,),
-                 activation: Activation = "softplus", classifier_dropout: float = 0.0) -> None:
+                 activation: Activation = "softplus", classifier_dropout: float = 0.0,
+                 classifier_input: str = "code", classifier_hidden: Optional[Sequence[int]] = None) -> None:
         super().__init__()
+        self.classifier_input = one_of(classifier_input, "classifier_input", ("code", "image"))
         if not isinstance(m1, VAE):
             raise ValueError(f"m1 must be a pyro_deepgen.models.VAE, got {type(m1).__name__}")
         # held by reference, not as a submodule: Pyro refuses to adopt a PyroModule that has already
@@ -305,14 +336,18 @@ class StackedSSVAE(PyroModule):
         for p in m1.parameters():
             p.requires_grad_(False)
         self.m2 = SSVAE(m1.z_dim, num_classes, z_dim, hidden_dims, likelihood="gaussian", activation=activation,
-                        classifier_dropout=classifier_dropout)
+                        classifier_dropout=classifier_dropout,
+                        classifier_dim=m1.x_dim if self.classifier_input == "image" else 0,
+                        classifier_hidden=classifier_hidden)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
-        """:math:`z_1\\sim q(z_1|x)` (``sample``) or its mean, shape ``(N, m1.z_dim)``."""
+        """:math:`z_1\\sim q(z_1|x)` (``sample``) or its mean, shape ``(N, m1.z_dim)``; with
+        ``classifier_input="image"`` the rows ``[z_1 | x]``."""
         self.m1._check(x, values=True)
         loc, scale = self.m1.encode(x)
-        return loc + scale * torch.randn_like(loc) if sample else loc
+        z1 = loc + scale * torch.randn_like(loc) if sample else loc
+        return torch.cat([z1, x], -1) if self.classifier_input == "image" else z1
 
     def model(self, z1, *args, **kwargs) -> None:
         """M2's model on features ``z1`` (see :meth:`SSVAE.model`)."""
@@ -327,10 +362,13 @@ class StackedSSVAE(PyroModule):
         r""":math:`q(y|x) = \mathbb E_{q(z_1|x)}\,q(y|z_1)`, the guide's class probabilities with
         :math:`z_1` integrated out, estimated from ``num_samples`` draws of :math:`z_1` (the M2 was
         trained on such draws); ``num_samples=0``: :math:`q(y|\mathbb E[z_1|x])`. Shape ``(N, C)``.
-        On mnist-5k at 100 labels the 32-draw average was 1 point better than the mean (docs/ssvae.rst)."""
+        On mnist-5k at 100 labels the 32-draw average was 1 point better than the mean (docs/ssvae.rst).
+        With ``classifier_input="image"`` it is :math:`q(y|x)` itself (no draws)."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
             raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
         self.m1._check(x, values=True)
+        if self.classifier_input == "image":  # q(y|x) does not depend on z1
+            return self.m2.classify(self.features(x, sample=False))
         loc, scale = self.m1.encode(x)  # once: only the draws differ
         if num_samples == 0:
             return self.m2.classify(loc)

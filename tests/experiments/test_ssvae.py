@@ -69,7 +69,7 @@ def test_defaults_per_data_and_model(tmp_path):
     assert (m1m2.epochs, m1m2.lr, m1m2.z_dim, m1m2.hidden, m1m2.classifier_dropout) == (150, 2e-3, 2, (100,), 0.3)
     assert m1m2.m1_settings() == (20, (500,), 40, 1e-3) and default_alpha(m1m2) == 200 * 100
     m2 = SSVAEConfig(model="m2", **mnist).resolved()
-    assert (m2.epochs, m2.lr, m2.z_dim, m2.hidden, m2.classifier_dropout) == (50, 3e-3, 50, (500,), 0)
+    assert (m2.epochs, m2.lr, m2.z_dim, m2.hidden, m2.classifier_dropout) == (100, 3e-3, 50, (500,), 0.7)
     assert SSVAEConfig(model="m1", **mnist).resolved().m1_settings() == (20, (500,), 40, 1e-3)
     kept = SSVAEConfig(model="m1m2", epochs=3, lr=0.5, m1_z_dim=7, alpha=1.0, **mnist).resolved()
     assert (kept.epochs, kept.lr, kept.m1_z_dim, default_alpha(kept)) == (3, 0.5, 7, 1.0)

@@ -259,3 +259,52 @@ def test_classifier_dropout_only_in_training_mode_and_never_in_classify():
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="classifier_dropout"):
             SSVAE(D, C, classifier_dropout=bad)
+
+
+def test_classifier_dim_rows_split_into_modelled_part_and_classifier_input():
+    # rows [x | u]: the model and q(z|x,y) see x only, q(y|u) sees u only; the enumerated bound
+    # equals the hand sum sum_y q(y|u)(ELBO_y(x) - log q(y|u)) of that split
+    pyro.set_rng_seed(0)
+    m = SSVAE(D, C, Z, (5,), likelihood="gaussian", classifier_dim=3, classifier_hidden=(7,)).double()
+    x, _ = data(6)
+    u = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    rows = torch.cat([x, u], -1)
+    pyro.set_rng_seed(3)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(m.model, m.guide, rows)
+    pyro.set_rng_seed(3)
+    z = poutine.trace(poutine.enum(m.guide, first_available_dim=-2)).get_trace(rows).nodes["z"]["value"]
+    log_qy = torch.log_softmax(m.encoder_y(u), -1)
+    bound = 0.0
+    for c in range(C):
+        yc = torch.full((6,), c)
+        loc, scale = m.encoder_z(x, yc)
+        scale = torch.nn.functional.softplus(scale) + m.min_scale
+        elbo_c = (m.likelihood_dist(z[c], yc).log_prob(x) + math.log(1.0 / C)
+                  + dist.Normal(0.0, 1.0).log_prob(z[c]).sum(-1) - dist.Normal(loc, scale).log_prob(z[c]).sum(-1))
+        bound = bound + log_qy[:, c].exp() * (elbo_c - log_qy[:, c])
+    torch.testing.assert_close(-loss, bound.sum(), rtol=1e-10, atol=1e-10)
+    # classify reads u only
+    torch.testing.assert_close(m.classify(rows), torch.softmax(m.encoder_y(u), -1))
+    assert torch.equal(m.classify(torch.cat([x + 1, u], -1)), m.classify(rows))
+    with pytest.raises(ValueError, match=r"x_dim 4 \+ classifier_dim 3"):
+        m.classify(x)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="classifier_dim"):
+            SSVAE(D, C, classifier_dim=bad)
+
+
+def test_stacked_ssvae_with_the_image_as_classifier_input():
+    pyro.set_rng_seed(0)
+    m1 = VAE(D, 3, (6,))
+    stacked = StackedSSVAE(m1, C, 2, (5,), classifier_input="image", classifier_hidden=(4,))
+    x, y = data(8)
+    x = x.float()
+    feats = stacked.features(x, sample=False)
+    assert torch.equal(feats, torch.cat([m1.encode(x)[0], x], -1))
+    loss = SemiSupervisedLoss(x[:3], y[:3], num_unlabelled=5, alpha=1.0, features=stacked.features)
+    fit(stacked.model, stacked.guide, x[3:], loss=loss, epochs=2, batch_size=5, progress=False)
+    # q(y|x) reads the image: classify is exact (no draws of z1)
+    torch.testing.assert_close(stacked.classify(x), torch.softmax(stacked.m2.encoder_y(x), -1))
+    assert torch.equal(stacked.classify(x, num_samples=3), stacked.classify(x, num_samples=0))
+    with pytest.raises(ValueError, match="classifier_input"):
+        StackedSSVAE(m1, C, classifier_input="pixels")
