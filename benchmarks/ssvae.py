@@ -54,6 +54,7 @@ def main(args):
                                          data_root=str(args.data_root), z_dim=args.z_dim,
                                          hidden=tuple(args.hidden) if args.hidden else None,
                                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                         alpha=None if args.alpha_per_label is None else args.alpha_per_label * labels,
                                          out=Path(tmp) / "run", progress=False))
                 row[model] = report["per_draw"]
                 used = report["settings"]
@@ -84,5 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=None,
                         help="M2's step size; default: the command's per-model MNIST value")
+    parser.add_argument("--alpha-per-label", type=float, default=None,
+                        help="alpha / labels; default: the command's per-model MNIST value")
     parser.add_argument("--seed", type=int, default=0)
     main(parser.parse_args())
