@@ -36,7 +36,7 @@ show_png(out / "m2" / "analogies.png", "analogies: a test digit's z decoded with
 # ------------
 # On ``mnist-5k`` with 100 labels (the command's defaults; 500 held-out images) M2 reached
 # 11.4 ± 2.8 % test error over 5 label draws (dropout 0.7 on the input of q(y|x); an RBF SVM on the
-# same labels: 24.7 %) and M1+M2 14.2 ± 1.1 %: M2 below its 20 % target, M1+M2 above its 12 %, and
-# both above the paper's 11.97 % and 3.33 % on full MNIST (:doc:`/ssvae`)::
+# same labels: 24.7 %) and M1+M2 11.7 ± 0.9 %: below the targets of 20 % (M2) and 12 % (M1+M2, two
+# draws of five above it), and above the paper's 11.97 % and 3.33 % on full MNIST (:doc:`/ssvae`)::
 #
 #     pyro-deepgen ssvae --data mnist --data-root DIR --model m1m2 --labels 100 --label-draws 5

@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "100 for m1m2")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="epochs of M2 per draw, over the unlabelled images (of M1 for --model m1); default 10, "
-                             "on mnist 100 for m2, 150 for m1m2, 40 for m1")
+                             "on mnist 100 for m2, 300 for m1m2, 40 for m1")
     parser.add_argument("--m1-z-dim", type=positive_int, default=None,
                         help="m1m2 only: M1's latent size (default: --z-dim; on mnist 20)")
     parser.add_argument("--m1-hidden", type=int_list, default=None, metavar=SIZES_METAVAR,
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "m1m2)")
     parser.add_argument("--alpha", type=nonnegative_float, default=None,
                         help="weight of the classification term (default 46 x labels, Pyro's per-label weight; on "
-                             "mnist 200 x labels for m1m2; the paper: 0.1 N)")
+                             "mnist 100 x labels for m1m2; the paper: 0.1 N)")
     add_common_arguments(parser, out_default="runs/ssvae")
 
 

@@ -20,7 +20,7 @@ For each of ``label_draws`` draws (seed ``seed + d``) a class-balanced labelled 
 
 Settings left as ``None`` take per-data, per-model values (:data:`DEFAULTS`): on the digits one
 setting for every network; on MNIST, M1+M2 puts a small M2 (2-D :math:`z`, 100 hidden units,
-dropout on the classifier's input, 200 per label) on a 20-D M1.
+dropout on the classifier's input, 100 per label) on a 20-D M1.
 Training goes through :func:`~pyro_deepgen.train.fit`, with one checkpoint per trained network
 (``checkpoint.pt`` for the first: M1, or M2's first draw; then ``checkpoint-draw<d>.pt``,
 ``checkpoint-styles.pt``); ``resume``
@@ -88,15 +88,15 @@ FALLBACK: Dict[str, Any] = dict(z_dim=50, hidden=(500,), epochs=10, lr=3e-3, cla
 #: q(y|x)'s input and 100 epochs at 3e-3 (11.4 +- 2.8% over 5 draws, against 24.0 +- 3.2% without
 #: dropout and 50 epochs; the same classifier trained on the labels alone: 23.0% on draw 0); M1
 #: has a 20-D z (its means + SVM 18.8% against 21.0% with 50 on draw 0); M1+M2 puts a small M2 (2-D z, 100 hidden units,
-#: dropout 0.3 on q(y|z1)'s input, 200 per label) on that M1 and trains it for 150 epochs at 2e-3
-#: (draw 0: 13.8%, 12.8% averaging q(y|z1) over 30 draws of z1, against 19.8% for the old
-#: 50/500/46-per-label M2 after 30 epochs)
+#: dropout 0.3 on q(y|z1)'s input, 100 per label) on that M1 and trains it for 300 epochs at 2e-3
+#: (11.7 +- 0.9% over 5 draws, against 14.2 +- 1.1% with 150 epochs and 200 per label, and 19.3%
+#: for the old 50/500/46-per-label M2)
 DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     "digits": {m: {} for m in MODELS},
     "mnist": {
         "m1": dict(z_dim=20, epochs=40, lr=1e-3),
         "m2": dict(epochs=100, classifier_dropout=0.7),
-        "m1m2": dict(z_dim=2, hidden=(100,), epochs=150, lr=2e-3, classifier_dropout=0.3, alpha_per_label=200.0,
+        "m1m2": dict(z_dim=2, hidden=(100,), epochs=300, lr=2e-3, classifier_dropout=0.3, alpha_per_label=100.0,
                      m1_z_dim=20, m1_hidden=(500,), m1_epochs=40, m1_lr=1e-3),
     },
 }

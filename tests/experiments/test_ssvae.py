@@ -55,8 +55,8 @@ def test_too_many_labels(tmp_path):
 
 def test_defaults_per_data_and_model(tmp_path):
     # None takes DEFAULTS, else FALLBACK: the digits keep one setting for every network (10 epochs
-    # at 3e-3, z 50, hidden 500); on MNIST M2 uses 50 epochs at 3e-3, M1 a 20-D z, and M1+M2 a small
-    # M2 (z 2, hidden 100, dropout 0.3, 200 per label, 150 epochs at 2e-3) on a 40-epoch M1 with a
+    # at 3e-3, z 50, hidden 500); on MNIST M2 uses 100 epochs at 3e-3 with dropout 0.7, M1 a 20-D z, and M1+M2 a small
+    # M2 (z 2, hidden 100, dropout 0.3, 100 per label, 300 epochs at 2e-3) on a 40-epoch M1 with a
     # 20-D z at 1e-3; given values are kept (download=True: no files needed to configure)
     digits = SSVAEConfig(out=tmp_path).resolved()
     assert (digits.epochs, digits.lr, digits.z_dim, digits.hidden) == (10, 3e-3, 50, (500,))
@@ -66,8 +66,8 @@ def test_defaults_per_data_and_model(tmp_path):
     assert stacked.m1_settings() == (3, (500,), 2, 3e-3)  # the digits: M1 follows the plain settings
     mnist = dict(data="mnist", data_root=str(tmp_path / "mnist"), download=True, out=tmp_path)
     m1m2 = SSVAEConfig(model="m1m2", **mnist).resolved()
-    assert (m1m2.epochs, m1m2.lr, m1m2.z_dim, m1m2.hidden, m1m2.classifier_dropout) == (150, 2e-3, 2, (100,), 0.3)
-    assert m1m2.m1_settings() == (20, (500,), 40, 1e-3) and default_alpha(m1m2) == 200 * 100
+    assert (m1m2.epochs, m1m2.lr, m1m2.z_dim, m1m2.hidden, m1m2.classifier_dropout) == (300, 2e-3, 2, (100,), 0.3)
+    assert m1m2.m1_settings() == (20, (500,), 40, 1e-3) and default_alpha(m1m2) == 100 * 100
     m2 = SSVAEConfig(model="m2", **mnist).resolved()
     assert (m2.epochs, m2.lr, m2.z_dim, m2.hidden, m2.classifier_dropout) == (100, 3e-3, 50, (500,), 0.7)
     assert SSVAEConfig(model="m1", **mnist).resolved().m1_settings() == (20, (500,), 40, 1e-3)
