@@ -206,7 +206,8 @@ class SSVAE(PyroModule):
                 else str(width)
             raise ValueError(f"x must have shape (batch, {what}); got {shape}. "
                              "Flatten images with x.reshape(len(x), -1).")
-        check_batch(self, x, "x", "SSVAE", self.likelihood == "bernoulli")
+        # a Bernoulli likelihood needs its modelled values in [0, 1]; the classifier's input may be anything
+        check_batch(self, self.data(x), "x", "SSVAE", self.likelihood == "bernoulli")
 
     def _check_labels(self, y: torch.Tensor, n: int, rows: Optional[torch.Tensor]) -> None:
         if not torch.is_tensor(y) or y.shape != (n,) or y.dtype not in (torch.int64, torch.int32):

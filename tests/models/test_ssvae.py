@@ -291,6 +291,11 @@ def test_classifier_dim_rows_split_into_modelled_part_and_classifier_input():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="classifier_dim"):
             SSVAE(D, C, classifier_dim=bad)
+    # a Bernoulli likelihood checks [0, 1] on the modelled part only
+    bern = SSVAE(D, C, Z, (5,), likelihood="bernoulli", classifier_dim=3).double()
+    assert bern.classify(rows).shape == (6, C)  # u has negative values: accepted
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        bern.classify(torch.cat([x - 2, u], -1))
 
 
 def test_stacked_ssvae_with_the_image_as_classifier_input():
