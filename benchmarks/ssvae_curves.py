@@ -67,9 +67,9 @@ def main(args):
                     classifier_hidden=args.classifier_hidden)
     loss = SemiSupervisedLoss(x[index], y[index], len(x_u), alpha=args.alpha_per_label * args.labels,
                               features=features)
-    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=args.lr)
-
     params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=args.lr)
+    classifier = net.m2 if args.model == "m1m2" else net  # the module whose class_logits the control trains
     ema = [p.detach().clone() for p in params] if args.ema else None
 
     def error(xs, ys):
@@ -95,9 +95,8 @@ def main(args):
                 batch = torch.bernoulli(batch)
             optimizer.zero_grad()
             if args.supervised_only:  # the control: the classification term alone, same classifier and dropout
-                model = net.m2 if args.model == "m1m2" else net
                 xl = x[index] if features is None else features(x[index])
-                logits = model.class_logits(xl)
+                logits = classifier.class_logits(xl)
                 torch.nn.functional.cross_entropy(logits, y[index]).backward()
             else:
                 loss(net.model, net.guide, batch).backward()
